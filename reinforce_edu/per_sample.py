@@ -32,6 +32,52 @@ def _select_params(model: nn.Module, params: Sequence[str] | None) -> dict[str, 
     return {n: named[n].detach() for n in params}
 
 
+def _check_inputs(inputs: tuple) -> int:
+    if not inputs:
+        raise ValueError("inputs is empty; pass at least one (N, ...) tensor")
+    n = None
+    for i, x in enumerate(inputs):
+        if not isinstance(x, Tensor):
+            raise TypeError(f"inputs[{i}] must be a torch.Tensor, got {type(x).__name__}")
+        n = x.shape[0] if (n is None and x.dim() > 0) else n
+        if x.dim() == 0 or x.shape[0] != n:
+            raise ValueError(f"inputs[{i}] must have leading (batch) dimension {n}, got shape {tuple(x.shape)}")
+    if n == 0:
+        raise ValueError("inputs have an empty batch (N = 0)")
+    return n
+
+
+def per_sample_grad_fn(model: nn.Module, sample_loss: Callable[..., Tensor], n_inputs: int, *,
+                       params: Sequence[str] | None = None, chunk_size: int | None = None,
+                       compile: bool = False) -> Callable[..., Tensor]:
+    """Build once, call many times: ``fn(*inputs) -> (N, D)`` per-sample gradients.
+
+    The parameters are read from `model` at each call. With `compile=True` the
+    vectorised function goes through `torch.compile` (a one-off compile of ~15 s,
+    then far less per-call overhead: worth it when called many times on small models).
+    """
+    names = list(_select_params(model, params))
+
+    def loss_one(theta: dict[str, Tensor], *sample: Tensor) -> Tensor:
+        def out_fn(*args: Tensor, **kwargs) -> Tensor:
+            return functional_call(model, theta, args, kwargs, strict=False)
+        return sample_loss(out_fn, *sample)
+
+    vectorised = vmap(grad(loss_one), in_dims=(None,) + (0,) * n_inputs, chunk_size=chunk_size)
+    if compile:
+        vectorised = torch.compile(vectorised)
+
+    def fn(*inputs: Tensor) -> Tensor:
+        n = _check_inputs(inputs)
+        if len(inputs) != n_inputs:
+            raise ValueError(f"expected {n_inputs} input tensors, got {len(inputs)}")
+        named = dict(model.named_parameters())
+        grads = vectorised({k: named[k].detach() for k in names}, *inputs)
+        return torch.cat([grads[k].reshape(n, -1) for k in names], dim=1)  # (N, D)
+
+    return fn
+
+
 def per_sample_grads(model: nn.Module, sample_loss: Callable[..., Tensor], *inputs: Tensor,
                      params: Sequence[str] | None = None, chunk_size: int | None = None) -> Tensor:
     """Gradients of `sample_loss` for each sample, flattened: (N, D).
@@ -40,27 +86,10 @@ def per_sample_grads(model: nn.Module, sample_loss: Callable[..., Tensor], *inpu
     with the parameters being differentiated (a `functional_call`) and `one_sample`
     are the i-th slices of `inputs` (each input: (N, ...)). `params` restricts the
     gradient to those parameter names (others stay fixed); D is their total size, in
-    the order given (or `model.named_parameters()` order).
+    the order given (or `model.named_parameters()` order). `chunk_size` bounds memory.
     """
-    if not inputs:
-        raise ValueError("inputs is empty; pass at least one (N, ...) tensor")
-    n = inputs[0].shape[0] if isinstance(inputs[0], Tensor) and inputs[0].dim() > 0 else None
-    for i, x in enumerate(inputs):
-        if not isinstance(x, Tensor):
-            raise TypeError(f"inputs[{i}] must be a torch.Tensor, got {type(x).__name__}")
-        if x.dim() == 0 or x.shape[0] != n:
-            raise ValueError(f"inputs[{i}] must have leading (batch) dimension {n}, got shape {tuple(x.shape)}")
-    if n == 0:
-        raise ValueError("inputs have an empty batch (N = 0)")
-    theta = _select_params(model, params)
-
-    def loss_one(theta: dict[str, Tensor], *sample: Tensor) -> Tensor:
-        def out_fn(*args: Tensor, **kwargs) -> Tensor:
-            return functional_call(model, theta, args, kwargs, strict=False)
-        return sample_loss(out_fn, *sample)
-
-    grads = vmap(grad(loss_one), in_dims=(None,) + (0,) * len(inputs), chunk_size=chunk_size)(theta, *inputs)
-    return torch.cat([g.reshape(n, -1) for g in grads.values()], dim=1)  # (N, D)
+    _check_inputs(inputs)
+    return per_sample_grad_fn(model, sample_loss, len(inputs), params=params, chunk_size=chunk_size)(*inputs)
 
 
 def loop_per_sample_grads(model: nn.Module, sample_loss: Callable[..., Tensor], *inputs: Tensor,
