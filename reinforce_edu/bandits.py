@@ -56,8 +56,8 @@ class SoftmaxPolicy(nn.Module):
         return self.logits[prompts]
 
     def probs(self) -> Tensor:
-        """π_θ(·|x) for every prompt: (P, A)."""
-        return torch.softmax(self.logits, dim=-1)
+        """π_θ(·|x) for every prompt, detached (for reading, not for gradients): (P, A)."""
+        return torch.softmax(self.logits.detach(), dim=-1)
 
     def log_prob(self, prompts: Tensor, actions: Tensor) -> Tensor:
         """log π_θ(a|x). prompts: (P,), actions: (P, k) -> (P, k)."""

@@ -129,12 +129,16 @@ def compare_baselines(bandit: ContextualBandit, policy: SoftmaxPolicy,
 
 
 def format_table(rows: list[dict], columns: tuple[str, ...] = ("variance", "bias_norm", "noise_floor", "shrink", "snr"),
-                 digits: int = 3) -> str:
-    """A fixed-width text table of `compare_baselines` rows (rounded for printing)."""
+                 digits: int = 3, significant: bool = False) -> str:
+    """A fixed-width text table of `compare_baselines` rows (rounded for printing).
+
+    `digits` decimals, or `digits` significant figures with `significant=True`.
+    """
+    kind = "g" if significant else "f"
     head = f"{'baseline':<15}" + "".join(f"{c:>13}" for c in columns)
     lines = [head]
     for r in rows:
-        lines.append(f"{r['baseline']:<15}" + "".join(f"{r[c]:>13.{digits}f}" for c in columns))
+        lines.append(f"{r['baseline']:<15}" + "".join(f"{r[c]:>13.{digits}{kind}}" for c in columns))
     return "\n".join(lines)
 
 
