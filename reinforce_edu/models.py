@@ -91,6 +91,7 @@ def _smollm2_cache() -> Path:
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is an ordinary folder
         try:
             os.replace(tmp, target)
         except OSError:
@@ -154,6 +155,8 @@ def load_model(name_or_path: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.
     tokenizer = load_tokenizer(name_or_path) if name_or_path == DEFAULT_MODEL else \
         _prepare_tokenizer(AutoTokenizer.from_pretrained(source))
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+    tokenizer.model_max_length = min(tokenizer.model_max_length,
+                                     getattr(model.config, "max_position_embeddings", tokenizer.model_max_length))
     return model.to(device).eval(), tokenizer
 
 
