@@ -7,6 +7,10 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
+# idle OpenMP threads sleep instead of spinning: on a 2-core machine a spinning pool
+# starves the other process (a notebook kernel, a test subprocess) many times over
+export OMP_WAIT_POLICY ?= PASSIVE
+
 .PHONY: setup notebooks test lab bench clean-venv help
 
 help:

@@ -18,6 +18,7 @@ Taught in notebooks/05_reward_model.ipynb and notebooks/06_rlhf_small_llm.ipynb.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -61,6 +62,22 @@ def _prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenize
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
     return tokenizer
+
+
+@contextlib.contextmanager
+def _quiet():
+    """No progress bars or info logs from transformers while loading (lesson output stays stable)."""
+    from transformers.utils import logging as hf_logging
+
+    bars, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def _looks_like_path(name: str) -> bool:
@@ -147,13 +164,14 @@ def load_model(name_or_path: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.
     """
     if not isinstance(dtype, torch.dtype):
         raise TypeError(f"dtype must be a torch.dtype, got {type(dtype).__name__}")
-    source = _resolve(name_or_path)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
-    except OSError as err:
-        raise FileNotFoundError(f"could not load model {name_or_path!r}: {err}") from err
-    tokenizer = load_tokenizer(name_or_path) if name_or_path == DEFAULT_MODEL else \
-        _prepare_tokenizer(AutoTokenizer.from_pretrained(source))
+    with _quiet():
+        source = _resolve(name_or_path)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+        except OSError as err:
+            raise FileNotFoundError(f"could not load model {name_or_path!r}: {err}") from err
+        tokenizer = load_tokenizer(name_or_path) if name_or_path == DEFAULT_MODEL else \
+            _prepare_tokenizer(AutoTokenizer.from_pretrained(source))
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     tokenizer.model_max_length = min(tokenizer.model_max_length,
                                      getattr(model.config, "max_position_embeddings", tokenizer.model_max_length))
