@@ -41,11 +41,14 @@ def grade_notebook(path: str | Path, timeout: int = 600) -> list[ExerciseScore]:
             meta = nbgrader_meta(cell)
             errors = [o for o in cell.outputs if o.get("output_type") == "error"]
             text = "".join(o.get("text", "") for o in cell.outputs if o.get("output_type") == "stream").strip()
-            if errors:
+            if errors and errors[0].get("ename") == "NotImplementedError":
+                feedback = "NotImplementedError: not attempted yet (fill in the cell marked # YOUR CODE HERE)"
+            elif errors:
                 feedback = f"{errors[0].get('ename')}: {errors[0].get('evalue')}".strip()
             else:
                 feedback = text.splitlines()[-1] if text else "passed"
             max_points = float(meta.get("points", 0))
-            scores.append(ExerciseScore(path.name, meta.get("grade_id", f"cell-{index}"),
+            grade_id = meta.get("grade_id", f"cell-{index}").removesuffix("_check")
+            scores.append(ExerciseScore(path.name, grade_id,
                                         0.0 if errors else max_points, max_points, feedback))
     return scores
