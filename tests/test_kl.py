@@ -7,13 +7,7 @@ from reinforce_edu.kl import exact_kl, frozen_copy, kl_estimate
 from reinforce_edu.toy_sequences import Enumeration, ToyPolicy, ToyTask, demonstrations, warm_up
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is several times faster than two when the CPU is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 def _within_4_se(samples: torch.Tensor, target: float) -> bool:

@@ -42,15 +42,6 @@ def _synthetic_pairs(n: int, w: torch.Tensor, scale: torch.Tensor, g: torch.Gene
     return chosen, rejected
 
 
-@pytest.fixture
-def one_thread():
-    """Small tensors, many steps: one thread avoids thread hand-off costs on a busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_head_learns_on_synthetic_features(one_thread):
     g = torch.Generator().manual_seed(0)
     H = 16
