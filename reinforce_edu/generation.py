@@ -11,8 +11,12 @@ top-k / top-p truncation. That is deliberate: the gradient estimator
 E[(R − b) ∇log π_θ(y)] is unbiased only if y really comes from π_θ. Top-k or top-p sampling
 draws from a *different*, truncated distribution, and a temperature τ ≠ 1 draws from
 softmax(z/τ); the log-probs would then have to be computed from the same truncated or
-rescaled distribution. (transformers' `generate` applies top_k=50 unless told otherwise,
-so `sample` passes top_k=0, top_p=1.0 and neutral settings for every other logits processor.)
+rescaled distribution. (transformers' `generate` applies top_k=50 unless told otherwise;
+`sample` runs its own KV-cached loop that applies no logits processor at all unless asked.)
+
+Each token is drawn by inverting the CDF of softmax(z/τ): one uniform number per row, u·Σp, and
+the first token whose cumulative probability exceeds it — exact, and on a CPU much cheaper than
+`torch.multinomial`, which draws one exponential number per vocabulary entry (V = 49 152).
 
 `completion_logprobs` scores the completions in one forward pass. It computes logits only
 at completion positions (the hidden states of the prompt never meet the (H, V) output
@@ -21,12 +25,21 @@ matrix), upcasts them to fp32, and takes gather − logsumexp: no (B, T, V) log-
 Layout: left padding, so every prompt ends at column L − T and completion token t of every
 row sits at column L − T + t; its logits come from column L − T + t − 1.
 
+Shared prompts. The k samples of a prompt share it: rows i·k … i·k + k − 1 hold the same prompt
+tokens. `sample` runs the prompt through the model once per prompt (P rows, not P·k) and copies
+the key/value cache k times before sampling; `completion_logprobs(..., group_size=k)` does the
+same in the scoring pass, with gradient: the prompt's keys and values are computed once and
+repeated, so the gradient reaching them is the sum over the k rows — exactly the gradient of the
+full pass, for about (prompt + completion) / (prompt / k + completion) less work.
+
 Taught in notebooks/06_rlhf_small_llm.ipynb.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import inspect
 
 import torch
 from torch import Tensor
@@ -69,6 +82,95 @@ class Rollout:
     def repeated_prompts(self) -> list[str]:
         """(B,) the prompt of each row."""
         return [p for p in self.prompts for _ in range(self.k)]
+
+
+def _cache_keyword(fn) -> str:
+    """The name under which this transformers version passes a KV cache ("cache" since 5.x, else "past_key_values")."""
+    return "cache" if "cache" in inspect.signature(fn).parameters else "past_key_values"
+
+
+def _output_cache(out):
+    """The KV cache of a model output (attribute "cache" or, in older transformers, "past_key_values")."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
+def _prefill_once(model: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor, k: int):
+    """Run the P distinct prompts of a prompt-major (P·k, L) batch once, then repeat the cache k times.
+
+    All but the last prompt column are cached: the sampling loop feeds the last one.
+    Returns the cache for the B = P·k rows (None for one-token prompts: nothing to cache).
+    """
+    ids, mask = input_ids[::k, :-1], attention_mask[::k, :-1]  # (P, L − 1)
+    if ids.shape[1] == 0:
+        return None
+    out = model.base_model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), use_cache=True)
+    cache = _output_cache(out)
+    if k > 1:
+        cache.batch_repeat_interleave(k)  # (P, ...) -> (P·k, ...), prompt-major like the rows
+    return cache
+
+
+def filter_logits(z: Tensor, top_k: int | None = None, top_p: float | None = None) -> Tensor:
+    """Top-k and top-p (nucleus) truncation: logits outside are set to −inf. (B, V) -> (B, V).
+
+    None (the default) leaves the distribution whole, as the estimator needs.
+    """
+    if top_k is not None and 0 < top_k < z.shape[-1]:
+        kth = z.topk(int(top_k), dim=-1).values[:, -1:]  # (B, 1)
+        z = z.masked_fill(z < kth, float("-inf"))
+    if top_p is not None and float(top_p) < 1.0:
+        sorted_z, order = z.sort(dim=-1, descending=True)  # (B, V)
+        cum = torch.softmax(sorted_z, dim=-1).cumsum(dim=-1)
+        drop = cum - torch.softmax(sorted_z, dim=-1) >= float(top_p)  # mass before this token already >= p
+        z = z.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return z
+
+
+def sample_categorical(z: Tensor) -> Tensor:
+    """One draw per row from softmax(z), by inverting its CDF: (B, V) logits -> (B,) token ids.
+
+    u ∼ U[0, 1) per row; the token is the first v with Σ_{w≤v} p_w > u·Σ_w p_w (fp64 cumulative sum).
+    Tokens with probability 0 are never drawn.
+    """
+    cdf = torch.softmax(z.float(), dim=-1).double().cumsum(dim=-1)  # (B, V)
+    u = torch.rand(z.shape[0], 1, dtype=torch.float64, device=z.device) * cdf[:, -1:]  # (B, 1)
+    return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_max(z.shape[-1] - 1)  # (B,)
+
+
+@torch.no_grad()
+def _decode(model: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor, k: int, max_new_tokens: int,
+            eos: list[int], pad: int, temperature: float, top_k: int | None, top_p: float | None) -> Tensor:
+    """The sampling loop: left-padded prompts (B, L0) -> new tokens (B, T), pad after each row's EOS.
+
+    The prompts (all but their last column) are run once per distinct prompt (`_prefill_once`); then
+    one token per step for every row, reusing the key/value cache. Stops when every row has ended.
+    """
+    B = input_ids.shape[0]
+    cache = _prefill_once(model, input_ids, attention_mask, k)
+    cache_kw = _cache_keyword(model.forward)
+    keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    step_ids = input_ids[:, -1:]  # (B, 1): the last prompt token predicts the first new one
+    mask = attention_mask
+    pos = position_ids(attention_mask)[:, -1:]  # (B, 1)
+    eos_t = torch.tensor(eos, device=input_ids.device)
+    done = torch.zeros(B, dtype=torch.bool, device=input_ids.device)
+    new = []
+    for _ in range(max_new_tokens):
+        out = model(input_ids=step_ids, attention_mask=mask, position_ids=pos, use_cache=True,
+                    **({cache_kw: cache} if cache is not None else {}), **keep)
+        cache = _output_cache(out)
+        z = out.logits[:, -1].float() / temperature  # (B, V)
+        tok = sample_categorical(filter_logits(z, top_k, top_p))  # (B,)
+        tok = torch.where(done, torch.full_like(tok, pad), tok)  # rows already ended: padding
+        new.append(tok)
+        done = done | torch.isin(tok, eos_t)
+        if bool(done.all()):
+            break
+        step_ids = tok[:, None]
+        mask = torch.cat([mask, mask.new_ones(B, 1)], dim=1)
+        pos = pos + 1
+    return torch.stack(new, dim=1)  # (B, T)
 
 
 def check_prompts(prompts: object, name: str = "prompts") -> list[str]:
@@ -135,8 +237,8 @@ def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[str], k: in
 @torch.no_grad()
 def sample(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], k: int,
            max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-           seed: int | None = None, chat: bool = True) -> Rollout:
-    """Sample k completions of each prompt with KV-cached `model.generate`. Returns a `Rollout` (B = P·k rows).
+           seed: int | None = None, chat: bool = True, share_prompts: bool = True) -> Rollout:
+    """Sample k completions of each prompt with a KV-cached loop. Returns a `Rollout` (B = P·k rows).
 
     temperature 1 and no top-k / top-p (the defaults) sample from π_θ itself, so
     `completion_logprobs` gives the exact log-probs of the sampling distribution. With
@@ -144,6 +246,8 @@ def sample(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: 
     without, it draws from the global torch RNG. Run it under `torch.autocast` for bf16 speed.
     Generation stops at EOS (the row is then padded with the pad token) or after
     `max_new_tokens`; completion_mask marks the tokens up to and including the first EOS.
+    With `share_prompts` (default) each distinct prompt is run through the model once and its
+    key/value cache repeated k times (see the module docstring); the samples have the same distribution.
     """
     prompts = check_prompts(prompts)
     k = check_positive_int(k, "k")
@@ -160,20 +264,16 @@ def sample(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: 
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
     eos = eos_ids(model, tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
-    settings = dict(  # every logits processor neutral unless asked: samples come from π_θ (or softmax(z/τ))
-        do_sample=True, temperature=float(temperature), top_k=0 if top_k is None else int(top_k),
-        top_p=1.0 if top_p is None else float(top_p), min_p=None, typical_p=1.0, epsilon_cutoff=0.0,
-        eta_cutoff=0.0, repetition_penalty=1.0, no_repeat_ngram_size=0, bad_words_ids=None,
-        suppress_tokens=None, begin_suppress_tokens=None, min_new_tokens=0, num_beams=1,
-        renormalize_logits=False, max_new_tokens=max_new_tokens, eos_token_id=eos, pad_token_id=pad)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(seed)
-        out = model.generate(input_ids=input_ids, attention_mask=attention_mask, **settings)  # (B, L)
+        new = _decode(model, input_ids, attention_mask, k if share_prompts else 1, max_new_tokens, eos, pad,
+                      float(temperature), top_k, top_p)  # (B, T)
+    out = torch.cat([input_ids, new], dim=1)  # (B, L)
     L0 = input_ids.shape[1]
     new = out[:, L0:]  # (B, T)
     if new.shape[1] == 0:
-        raise RuntimeError("generate returned no new tokens")
+        raise RuntimeError("sampling returned no new tokens")
     # one EOS id stands for all of them, so the library's first-EOS mask applies
     tokens = torch.where(torch.isin(new, torch.tensor(eos, device=new.device)), eos[0], new)
     cmask = completion_mask(tokens, eos[0]).to(device)  # (B, T)
@@ -186,14 +286,51 @@ def sample(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: 
 def position_ids(attention_mask: Tensor) -> Tensor:
     """Positions that skip left padding: p_j = (Σ_{i≤j} m_i) − 1, 0 on padding. (B, L) -> (B, L).
 
-    The same positions `generate` uses, so the scoring pass sees what sampling saw.
+    The same positions the sampling loop uses, so the scoring pass sees what sampling saw.
     """
     pos = attention_mask.long().cumsum(dim=1) - 1
     return pos.masked_fill(attention_mask == 0, 0)
 
 
+def completion_hidden_states(model: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor, prompt_length: int,
+                             group_size: int = 1) -> Tensor:
+    """The base model's last hidden states at the T positions that predict completion tokens: (B, L) -> (B, T, H).
+
+    group_size = k > 1: rows i·k … i·k + k − 1 must share their prompt columns (as `sample` makes them);
+    the prompt runs once per group and its key/value cache is repeated k times (differentiable).
+    """
+    L = input_ids.shape[1]
+    base = model.base_model
+    pos = position_ids(attention_mask)  # (B, L)
+    k = check_positive_int(group_size, "group_size")
+    if k == 1:
+        hidden = base(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos,
+                      use_cache=False).last_hidden_state  # (B, L, H)
+        return hidden[:, prompt_length - 1:L - 1]  # (B, T, H)
+    B = input_ids.shape[0]
+    if B % k:
+        raise ValueError(f"group_size={k} must divide the number of rows B={B}")
+    prompt = input_ids[:, :prompt_length].reshape(B // k, k, prompt_length)  # (P, k, Lp)
+    pmask = attention_mask[:, :prompt_length].reshape(B // k, k, prompt_length)
+    if not (torch.equal(prompt, prompt[:, :1].expand_as(prompt)) and torch.equal(pmask, pmask[:, :1].expand_as(pmask))):
+        raise ValueError(f"group_size={k}: the rows of each group of {k} must share the same prompt "
+                         f"(prompt-major layout, as generation.sample makes it)")
+    first = base(input_ids=prompt[:, 0], attention_mask=pmask[:, 0], position_ids=pos[::k, :prompt_length],
+                 use_cache=True)  # P rows
+    cache = _output_cache(first)
+    cache.batch_repeat_interleave(k)  # (P, heads, Lp, d) -> (B, heads, Lp, d) per layer, with gradient
+    h_first = first.last_hidden_state[:, -1:].repeat_interleave(k, dim=0)  # (B, 1, H): predicts y_1
+    if L - 1 == prompt_length:
+        return h_first
+    rest = base(input_ids=input_ids[:, prompt_length:L - 1], attention_mask=attention_mask[:, :L - 1],
+                position_ids=pos[:, prompt_length:L - 1], use_cache=True,
+                **{_cache_keyword(base.forward): cache}).last_hidden_state  # (B, T − 1, H)
+    return torch.cat([h_first, rest], dim=1)  # (B, T, H)
+
+
 def completion_logprobs(model: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor, prompt_length: int, *,
-                        temperature: float = 1.0, return_entropy: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+                        temperature: float = 1.0, return_entropy: bool = False,
+                        group_size: int = 1) -> Tensor | tuple[Tensor, Tensor]:
     r"""log π_θ(y_t | x, y_<t) of the completion tokens, in fp32. (B, L) -> (B, T), T = L − prompt_length.
 
     The base model gives hidden states (B, L, H); only the T completion positions go through
@@ -201,6 +338,8 @@ def completion_logprobs(model: PreTrainedModel, input_ids: Tensor, attention_mas
     pass the temperature the samples were drawn with). Differentiable; wrap in torch.no_grad()
     for the frozen reference. With `return_entropy`, also returns the exact per-token entropy
     H_t = logsumexp(z) − Σ_v softmax(z)_v z_v, (B, T), detached.
+    group_size = k > 1 runs each group's shared prompt once (see `completion_hidden_states`): the same
+    values and gradients, less work.
     """
     check_tensor(input_ids, "input_ids", ndim=2, integer=True)
     check_tensor(attention_mask, "attention_mask", ndim=2)
@@ -210,9 +349,7 @@ def completion_logprobs(model: PreTrainedModel, input_ids: Tensor, attention_mas
     L = input_ids.shape[1]
     if isinstance(prompt_length, bool) or not isinstance(prompt_length, int) or not 1 <= prompt_length < L:
         raise ValueError(f"prompt_length must be an int in [1, {L - 1}] (L = {L}), got {prompt_length!r}")
-    hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask,
-                              position_ids=position_ids(attention_mask), use_cache=False).last_hidden_state  # (B, L, H)
-    h = hidden[:, prompt_length - 1:L - 1]  # (B, T, H): the positions that predict completion tokens
+    h = completion_hidden_states(model, input_ids, attention_mask, prompt_length, group_size)  # (B, T, H)
     logits = model.get_output_embeddings()(h).float()  # (B, T, V) fp32
     if temperature != 1.0:
         logits = logits / temperature

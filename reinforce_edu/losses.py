@@ -33,6 +33,16 @@ The caller updates a stateful baseline *after* the step:
 +β·(1/B) Σ_i log π(y_i) ∇log π(y_i); (b) the batch-mean baseline includes the sample itself,
 shrinking the expected gradient by (1 − 1/n).
 
+GRPO's normalisation (Shao et al., 2024) divides each advantage by the spread of its group's returns,
+`advantage_scale="group_std"` (with the self-inclusive group mean as baseline, `BatchMeanBaseline(per_prompt=True)`):
+
+    A_ij = (R_ij − mean_l R_il) / (std_l R_il + ε)        std: the unbiased sample std of the k returns of prompt i
+
+It rescales each prompt's share of the gradient by 1/std_i: prompts whose samples all score alike
+(too easy or too hard) are weighted up, so the estimate is no longer the gradient of J_β (Liu et al.,
+2025, "Dr. GRPO"). "batch_std" divides by the std of all B returns instead (one scalar: no per-prompt
+reweighting). Taught in notebooks/07_comparison.ipynb.
+
 Only kl_placement="reward" with k1 makes the estimate unbiased for ∇J_β; "loss" adds β·Σ_t w_t k_t
 to the loss, a regulariser whose gradient is *not* ∇KL (lesson 04 measures by how much).
 
@@ -53,6 +63,7 @@ from .credit import AGGREGATIONS, CREDITS, aggregate, check_mask, reward_to_go, 
 from .kl import KL_ESTIMATORS, kl_estimate
 
 KL_PLACEMENTS = ("reward", "loss")
+ADVANTAGE_SCALES = ("none", "group_std", "batch_std")
 TOKEN_BASELINES = ("sequence", "position")
 
 
@@ -110,6 +121,8 @@ def reinforce_loss(
     aggregation: str = "seq_mean",
     max_tokens: int | None = None,
     token_baseline: str = "sequence",
+    advantage_scale: str = "none",
+    scale_eps: float = 1e-4,
 ) -> LossOutput:
     """The corrected, general REINFORCE surrogate (see the module docstring for the equations).
 
@@ -128,6 +141,8 @@ def reinforce_loss(
     from every G_it; "position" calls the baseline on each column G_{·t}.view(P, k), so that
     b_it tracks the reward still to come at t (e.g. leave-one-out: the mean of the other
     samples' G_jt, 0 for those already ended).
+    advantage_scale: "none", "group_std" (GRPO: A / (std of the prompt's k returns + scale_eps); needs k >= 2)
+    or "batch_std" (A / (std of all B returns + scale_eps)); the std is computed from the returns R, detached.
     The bandit is the case T = 1.
     """
     check_tensor(logp, "logp", ndim=2, floating=True)
@@ -143,11 +158,17 @@ def reinforce_loss(
     check_choice(credit, "credit", CREDITS)
     check_choice(aggregation, "aggregation", AGGREGATIONS)
     check_choice(token_baseline, "token_baseline", TOKEN_BASELINES)
+    check_choice(advantage_scale, "advantage_scale", ADVANTAGE_SCALES)
+    scale_eps = check_nonnegative(scale_eps, "scale_eps")
     gamma = _check_gamma(gamma)
     k = check_positive_int(group_size, "group_size")
     if B % k:
         raise ValueError(f"group_size={k} must divide the batch size B={B} (B = P·k, prompt-major)")
     P = B // k
+    if advantage_scale == "group_std" and k < 2:
+        raise ValueError(f"advantage_scale='group_std' needs group_size >= 2 samples per prompt, got {k}")
+    if advantage_scale == "batch_std" and B < 2:
+        raise ValueError(f"advantage_scale='batch_std' needs a batch of at least 2 sequences, got B={B}")
     if prompts is not None:
         check_tensor(prompts, "prompts", ndim=1, integer=True)
         if prompts.shape[0] != P:
@@ -196,6 +217,10 @@ def reinforce_loss(
         else:
             b_pos = torch.stack([baseline(G[:, t].reshape(P, k), prompts).reshape(B) for t in range(T)], dim=1)
             adv = (G - b_pos.detach()) * m  # (B, T)
+    if advantage_scale != "none":  # GRPO: A_ij / (std_l R_il + ε)
+        grouped = returns.view(P, k) if advantage_scale == "group_std" else returns.view(1, B)
+        spread = grouped.std(dim=1, keepdim=True).expand_as(grouped).reshape(B)  # (B,) unbiased std
+        adv = adv / (spread + scale_eps)[:, None]  # (B, T)
     adv = adv.detach()
 
     pg_loss = aggregate(-adv * logp_m, m, aggregation, max_tokens)

@@ -21,9 +21,18 @@ weights, optimiser, RNG states, baseline and step, so an interrupted run ends ex
 an uninterrupted one (same seed, same device).
 
 Speed (CPU): bf16 autocast for every forward (log-probs are upcast to fp32 before the
-logsumexp); only completion positions reach the output layer; with `trainable_blocks=N`
-only the last N transformer blocks and the final norm train, the frozen rest is stored in
-bf16 and the backward pass stops at block L − N.
+logsumexp); only completion positions reach the output layer; each prompt goes through the
+model once, not k times, in sampling and in both scoring passes (its key/value cache is
+repeated for its k samples); one no-grad pass of π_ref, and the policy's own training pass
+gives log π_θ for the KL; the frozen π_ref stores its block weights in the compute dtype;
+a fused AdamW. With `trainable_blocks=N` only the last N transformer blocks and the final norm
+train, the frozen rest is stored in bf16 and the backward pass stops at block L − N.
+
+Methods (lesson 07): `method="reinforce"` is the loop above, with any baseline and GRPO's
+`advantage_scale="group_std"`; `method="ppo"` replaces step 4–5 by `ppo.ppo_update`: a critic
+(a second copy of the transformer with a scalar head), GAE advantages, and `ppo_epochs` clipped
+updates on each batch. Every record also logs `gen_time` (sampling seconds) and
+`peak_memory_mib` (the step's peak: CUDA allocated memory, or the process's peak RSS on a CPU).
 
 Taught in notebooks/06_rlhf_small_llm.ipynb.
 """
@@ -50,14 +59,18 @@ from .baselines import BASELINES, make_baseline
 from .credit import AGGREGATIONS
 from .generation import Rollout, check_prompts, completion_logprobs, context_length, encode_prompts, sample
 from .kl import KL_ESTIMATORS, frozen_copy
-from .losses import KL_PLACEMENTS, reinforce_loss
+from .losses import ADVANTAGE_SCALES, KL_PLACEMENTS, reinforce_loss
+from .measure import PeakMemory
+from .ppo import ValueModel, ppo_update
 from .rewards import RewardFn, compute_rewards, gold_reward
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "metrics.jsonl"
 CONFIG = "config.json"
-TIME_KEYS = ("step_time",)
-"""Wall-clock fields of a log record: the only ones that differ between identical runs."""
+TIME_KEYS = ("step_time", "gen_time", "peak_memory_mib")
+"""Wall-clock and memory fields of a log record: the only ones that differ between identical runs."""
+METHODS = ("reinforce", "ppo")
+"""`TrainConfig.method`: the REINFORCE loss (any baseline, GRPO's scaling), or PPO (reinforce_edu.ppo)."""
 
 
 @dataclass
@@ -92,6 +105,20 @@ class TrainConfig:
     """"reward": −β·KL folded (detached) into the return; "loss": β·KL added to the loss"""
     aggregation: str = "sum"
     """how token losses are averaged: "sum" (the policy-gradient theorem), "seq_mean", "token_mean", "constant" (lesson 03)"""
+    advantage_scale: str = "none"
+    """divide the advantages by the spread of the returns: "group_std" (GRPO, per prompt; needs k >= 2), "batch_std" or "none" (lesson 07)"""
+    method: str = "reinforce"
+    """"reinforce": the REINFORCE loss with the chosen baseline, one update per batch; "ppo": a learned critic, GAE and the clipped ratio, ppo_epochs updates per batch (the baseline is then unused; lesson 07)"""
+    ppo_epochs: int = 2
+    """PPO: optimiser steps on each batch of samples"""
+    clip_range: float = 0.2
+    """PPO: ε of the clipped probability ratio clip(π_θ/π_old, 1 − ε, 1 + ε)"""
+    value_clip_range: float = 0.2
+    """PPO: the critic's value may move this far from its old value before its loss is clipped"""
+    gae_lambda: float = 0.95
+    """PPO: λ of generalised advantage estimation (γ = 1)"""
+    critic_learning_rate: float = 0.0
+    """PPO: AdamW learning rate of the critic; 0 = learning_rate"""
     max_grad_norm: float = 1.0
     """clip the gradient to this global L2 norm; 0 turns clipping off"""
     weight_decay: float = 0.0
@@ -130,10 +157,21 @@ class TrainConfig:
         for name in ("learning_rate", "temperature"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
                 raise ValueError(f"{name} must be a finite number > 0, got {getattr(self, name)}")
-        for name in ("beta", "max_grad_norm", "weight_decay"):
+        for name in ("beta", "max_grad_norm", "weight_decay", "clip_range", "value_clip_range", "critic_learning_rate"):
             check_nonnegative(getattr(self, name), name)
+        check_positive_int(self.ppo_epochs, "ppo_epochs")
+        if not 0.0 <= self.gae_lambda <= 1.0:
+            raise ValueError(f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
+        check_choice(self.method, "method", METHODS)
+        check_choice(self.advantage_scale, "advantage_scale", ADVANTAGE_SCALES)
+        if self.advantage_scale == "group_std" and self.samples_per_prompt < 2:
+            raise ValueError(f"advantage_scale='group_std' (GRPO) divides by the spread of each prompt's samples: "
+                             f"it needs samples_per_prompt >= 2, got {self.samples_per_prompt}")
+        if self.method == "ppo" and (self.kl_placement != "reward" or self.advantage_scale != "none"):
+            raise ValueError("method='ppo' pays the KL in the per-token reward and whitens its own advantages: "
+                             "use kl_placement='reward' and advantage_scale='none'")
         check_choice("leave_one_out" if self.baseline == "rloo" else self.baseline, "baseline", BASELINES)
-        if self.baseline in ("rloo", "leave_one_out") and self.samples_per_prompt < 2:
+        if self.method == "reinforce" and self.baseline in ("rloo", "leave_one_out") and self.samples_per_prompt < 2:
             raise ValueError(f"baseline={self.baseline!r} (leave-one-out) needs samples_per_prompt >= 2: each "
                              f"sample's baseline is the mean of the *other* samples of its prompt; got "
                              f"samples_per_prompt={self.samples_per_prompt}")
@@ -207,6 +245,29 @@ def prepare_policy(model: torch.nn.Module, names: list[str], dtype: torch.dtype)
         p.requires_grad_(n in train)
         p.data = p.data.float() if n in train else p.data.to(dtype)
     return model.eval()  # eval: no dropout, so the scoring pass matches the sampling pass
+
+
+def store_frozen_linears(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """Store the weights of a frozen model's transformer-block linear layers in `dtype` (in place).
+
+    Under autocast every matmul casts its fp32 weight to the compute dtype at every pass; a frozen
+    model (π_ref) can hold the cast copy instead: the same values, once, in half the memory. The
+    embedding (tied to the output layer in SmolLM2) and the norms keep their dtype.
+    """
+    if dtype == torch.float32:
+        return model
+    for block in transformer_blocks(model):
+        for module in block.modules():
+            if isinstance(module, torch.nn.Linear) and not module.weight.requires_grad:
+                module.weight.data = module.weight.data.to(dtype)
+                if module.bias is not None:
+                    module.bias.data = module.bias.data.to(dtype)
+    return model
+
+
+def _adamw(params: list, lr: float, weight_decay: float, device: torch.device) -> torch.optim.AdamW:
+    """AdamW, fused into one kernel per step where torch has one (CPU and CUDA)."""
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=device.type in ("cpu", "cuda") or None)
 
 
 def load_prompt_list(source: str) -> list[str]:
@@ -304,10 +365,19 @@ class Trainer:
         self.trainable = trainable_parameter_names(policy, cfg.trainable_blocks)
         self.policy = prepare_policy(policy.to(self.device), self.trainable, self.dtype)
         self.ref = frozen_copy(self.policy)  # π_ref: the policy as it starts, frozen
+        if hasattr(self.ref.base_model, "layers"):
+            store_frozen_linears(self.ref, self.dtype)
         self.reward_fn = reward_fn if reward_fn is not None else make_reward_fn(cfg.reward, self.ref, tokenizer)
         self.gold_fn = gold_fn if gold_fn is not None else gold_reward
         self.params = [p for p in self.policy.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        self.optimizer = _adamw(self.params, cfg.learning_rate, cfg.weight_decay, self.device)
+        self.critic = self.critic_optimizer = None
+        self.critic_params: list = []
+        if cfg.method == "ppo":  # a second copy of the transformer + a value head, trained alongside
+            self.critic = ValueModel(self.policy, self.trainable)
+            self.critic_params = [p for p in self.critic.parameters() if p.requires_grad]
+            self.critic_optimizer = _adamw(self.critic_params, cfg.critic_learning_rate or cfg.learning_rate,
+                                           cfg.weight_decay, self.device)
         self.baseline = make_baseline(cfg.baseline, decay=cfg.baseline_decay, n_prompts=len(self.prompts))
         self.step = 0
         self.n_skipped = 0
@@ -346,57 +416,127 @@ class Trainer:
         return proxy.to(self.device), gold.to(self.device)
 
     def train_step(self) -> dict:
-        """One REINFORCE update (or a logged skip). Returns the step's metrics."""
+        """One update (REINFORCE; or `ppo_epochs` PPO updates), or a logged skip. Returns the step's metrics."""
+        with PeakMemory(self.device, release=False) as mem:
+            rec = self._train_step()
+        rec["peak_memory_mib"] = mem.peak / 2 ** 20
+        return rec
+
+    def _train_step(self) -> dict:
         cfg, start = self.config, time.perf_counter()
         P, k = cfg.prompts_per_step, cfg.samples_per_prompt
         ids = self.prompt_ids(self.step)
         r = self.rollout([self.prompts[i] for i in ids], k, seed=step_seed(cfg.seed, self.step, 2))
+        gen_time = time.perf_counter() - start
         proxy, gold = self.score(r)  # raises before anything changes or is written
         mask = r.completion_mask  # (B, T)
-        with torch.no_grad(), autocast(self.device, self.dtype):
+        with torch.no_grad(), autocast(self.device, self.dtype):  # the one no-grad pass: π_ref
             ref_logp = completion_logprobs(self.ref, r.input_ids, r.attention_mask, r.prompt_length,
-                                           temperature=cfg.temperature)  # (B, T)
-        with autocast(self.device, self.dtype):
+                                           temperature=cfg.temperature, group_size=k)  # (B, T)
+        with autocast(self.device, self.dtype):  # the training pass; it also gives log π_θ for the KL
             logp, entropy = completion_logprobs(self.policy, r.input_ids, r.attention_mask, r.prompt_length,
-                                                temperature=cfg.temperature, return_entropy=True)  # (B, T)
+                                                temperature=cfg.temperature, return_entropy=True,
+                                                group_size=k)  # (B, T)
         valid = mask > 0
         rec = {"step": self.step + 1, "proxy_reward": proxy.mean().item(), "gold_reward": gold.mean().item(),
                "entropy": entropy[valid].mean().item(), "length": r.lengths.float().mean().item()}
-        reason = None
+        reason, grad_norm = None, float("nan")
         if not (torch.isfinite(logp[valid]).all() and torch.isfinite(ref_logp[valid]).all()):
             reason = "non-finite log-probs"
+        elif cfg.method == "ppo":
+            grad_norm, reason = self._ppo_update(r, logp, ref_logp, proxy, rec)
         else:
             try:
                 out = reinforce_loss(logp, proxy, mask, ref_logp=ref_logp, beta=cfg.beta,
                                      kl_estimator=cfg.kl_estimator, kl_placement=cfg.kl_placement,
-                                     baseline=self.baseline, group_size=k, prompts=ids, aggregation=cfg.aggregation)
+                                     baseline=self.baseline, group_size=k, prompts=ids, aggregation=cfg.aggregation,
+                                     advantage_scale=cfg.advantage_scale)
             except ValueError as err:
                 if "the loss is not finite" not in str(err):  # reinforce_loss refuses a non-finite loss
                     raise
                 reason = "non-finite loss"
-        grad_norm = float("nan")
-        if reason is None:
-            self.optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            grads = [p.grad for p in self.params if p.grad is not None]
-            norm = torch.nn.utils.get_total_norm(grads)  # ‖g‖ before clipping
-            grad_norm = float(norm)
-            if not math.isfinite(grad_norm):
-                reason = "non-finite gradient"
-            else:
-                if cfg.max_grad_norm > 0:  # g ← g · min(1, c / ‖g‖)
-                    torch.nn.utils.clip_grads_with_norm_(self.params, cfg.max_grad_norm, norm)
-                self.optimizer.step()
-                self.baseline.update(out.returns.view(P, k), ids)
-            rec.update(loss=out.loss.item(), kl=out.kl.mean().item(), returns=out.returns.mean().item(),
-                       advantage_std=out.advantages[valid].std().item() if valid.sum() > 1 else 0.0)
-        self.optimizer.zero_grad(set_to_none=True)
+            if reason is None:
+                grad_norm, reason = self._apply(out.loss)
+                if reason is None:
+                    self.baseline.update(out.returns.view(P, k), ids)
+                rec.update(loss=out.loss.item(), kl=out.kl.mean().item(), returns=out.returns.mean().item(),
+                           advantage_std=out.advantages[valid].std().item() if valid.sum() > 1 else 0.0)
         if reason is not None:
             self.n_skipped += 1
         self.step += 1
         rec.update(grad_norm=grad_norm, clipped=bool(cfg.max_grad_norm > 0 and grad_norm > cfg.max_grad_norm),
-                   skipped=reason, n_skipped=self.n_skipped, step_time=time.perf_counter() - start)
+                   skipped=reason, n_skipped=self.n_skipped, step_time=time.perf_counter() - start, gen_time=gen_time)
         return {k_: (None if isinstance(v, float) and not math.isfinite(v) else v) for k_, v in rec.items()}
+
+    def _apply(self, loss: Tensor) -> tuple[float, str | None]:
+        """Backpropagate `loss`, clip, step the optimiser(s) (policy, and the critic with PPO).
+
+        Returns (‖g‖ of the policy before clipping, None), or (‖g‖, "non-finite gradient") with
+        nothing updated: a non-finite gradient never reaches the weights.
+        """
+        cfg = self.config
+        groups = [(self.params, self.optimizer)]
+        if self.critic is not None:
+            groups.append((self.critic_params, self.critic_optimizer))
+        for _, opt in groups:
+            opt.zero_grad(set_to_none=True)
+        loss.backward()
+        norms = []
+        for params, _ in groups:
+            grads = [p.grad for p in params if p.grad is not None]
+            norms.append(torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(()))  # ‖g‖ before clipping
+        reason = None if all(math.isfinite(float(n)) for n in norms) else "non-finite gradient"
+        if reason is None:
+            for (params, opt), norm in zip(groups, norms):
+                if cfg.max_grad_norm > 0:  # g ← g · min(1, c / ‖g‖)
+                    torch.nn.utils.clip_grads_with_norm_(params, cfg.max_grad_norm, norm)
+                opt.step()
+        for _, opt in groups:
+            opt.zero_grad(set_to_none=True)
+        return float(norms[0]), reason
+
+    def _ppo_update(self, r: Rollout, logp: Tensor, ref_logp: Tensor, proxy: Tensor,
+                    rec: dict) -> tuple[float, str | None]:
+        """`ppo_epochs` PPO updates on this batch (reinforce_edu.ppo.ppo_update); fills `rec`.
+
+        The training pass already made (`logp`) is the first pass's π_θ and π_old.
+        """
+        cfg, k = self.config, self.config.samples_per_prompt
+        first = [logp]
+        failed: list[str] = []
+
+        def policy_logp() -> Tensor:
+            if first:
+                return first.pop()
+            with autocast(self.device, self.dtype):
+                return completion_logprobs(self.policy, r.input_ids, r.attention_mask, r.prompt_length,
+                                           temperature=cfg.temperature, group_size=k)
+
+        def critic_values() -> Tensor:
+            with autocast(self.device, self.dtype):
+                return self.critic(r.input_ids, r.attention_mask, r.prompt_length)  # (B, T)
+
+        def apply(loss: Tensor) -> float | None:
+            if not torch.isfinite(loss):
+                failed.append("non-finite loss")
+                return None
+            norm, reason = self._apply(loss)
+            if reason is not None:
+                failed.append(reason)
+                return None
+            return norm
+
+        stats = ppo_update(policy_logp, critic_values, proxy, r.completion_mask, apply, ref_logp=ref_logp,
+                           beta=cfg.beta, kl_estimator=cfg.kl_estimator, epochs=cfg.ppo_epochs,
+                           clip_range=cfg.clip_range, value_clip_range=cfg.value_clip_range, gamma=1.0,
+                           lam=cfg.gae_lambda, aggregation=cfg.aggregation)
+        rec.update(loss=stats["pg_loss"] + stats["value_loss"], kl=stats["kl"].mean().item(),
+                   returns=stats["returns"].mean().item(), advantage_std=stats["advantage_std"],
+                   value_loss=stats["value_loss"], clip_fraction=stats["clip_fraction"],
+                   approx_kl=stats["approx_kl"], ppo_epochs_done=stats["epochs_done"])
+        if stats["epochs_done"] == 0:  # the very first update was refused: a skipped step
+            return float("nan"), failed[0] if failed else "non-finite gradient"
+        return stats["grad_norms"][0], None
 
     # -- the loop --------------------------------------------------------------------------
     def train(self) -> list[dict]:
@@ -433,6 +573,9 @@ class Trainer:
             "step": self.step, "n_skipped": self.n_skipped, "config": asdict(self.config),
             "trainable": {n: named[n].detach().cpu().clone() for n in self.trainable},
             "optimizer": self.optimizer.state_dict(), "baseline": self.baseline.state_dict(),
+            "critic": None if self.critic is None else {n: p.detach().cpu().clone()
+                                                        for n, p in self.critic.named_parameters() if p.requires_grad},
+            "critic_optimizer": None if self.critic is None else self.critic_optimizer.state_dict(),
             "rng": {"python": random.getstate(), "torch": torch.random.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
         }
@@ -464,6 +607,12 @@ class Trainer:
             for n, t in state["trainable"].items():
                 named[n].copy_(t)
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.critic is not None and state.get("critic") is not None:
+            critic = dict(self.critic.named_parameters())
+            with torch.no_grad():
+                for n, t in state["critic"].items():
+                    critic[n].copy_(t)
+            self.critic_optimizer.load_state_dict(state["critic_optimizer"])
         self.baseline.load_state_dict(state["baseline"])
         random.setstate(state["rng"]["python"])
         torch.random.set_rng_state(state["rng"]["torch"])

@@ -10,7 +10,7 @@ import torch
 
 from reinforce_edu.models import tiny_llama
 from reinforce_edu.train import build_parser, field_docs, parse_config
-from reinforce_edu.trainer import CHECKPOINT, LOG, TrainConfig, Trainer, read_log
+from reinforce_edu.trainer import CHECKPOINT, LOG, TIME_KEYS, TrainConfig, Trainer, read_log
 
 PROMPTS = ["Say something nice.", "How is the weather?", "Tell me about dogs.", "Describe a city.", "Hello!"]
 
@@ -145,7 +145,7 @@ def test_resume_in_process_matches_an_uninterrupted_run(tmp_path):
     resumed = make(tmp_path / "b", steps=4, baseline="running_mean", resume=True)
     assert resumed.step == 2 and resumed.baseline.steps == 2
     resumed.train()
-    strip = lambda recs: [{k: v for k, v in r.items() if k != "step_time"} for r in recs]  # noqa: E731
+    strip = lambda recs: [{k: v for k, v in r.items() if k not in TIME_KEYS} for r in recs]  # noqa: E731
     assert strip(read_log(tmp_path / "a" / "run")) == strip(read_log(tmp_path / "b" / "run"))
     assert same(snapshot(full.policy), snapshot(resumed.policy))
 

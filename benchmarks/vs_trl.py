@@ -1,0 +1,342 @@
+"""Our trainer against TRL's RLOOTrainer: the same RLOO step on the same model, timed in one run.
+
+    python benchmarks/vs_trl.py                      # CPU: 2 warm-up + 6 timed steps per side
+    python benchmarks/vs_trl.py --steps 10 --repeats 2 --json data/results/vs_trl_cpu.json
+
+Both sides: SmolLM2-135M-Instruct (the course's offline copy, every parameter trains, fp32 master
+weights, AdamW), the same 64 training prompts (data/prompts_train.jsonl), P = 4 prompts × k = 4
+samples = 16 completions of at most 32 new tokens per step, temperature 1, RLOO baseline, β = 0.05
+(k1 KL folded into the reward), one optimiser step per batch, the same learning rate and the same
+reward function (the gold scorer, VADER: a few ms, so the timings are those of the trainers).
+
+Configurations, each in a fresh process (so its peak memory is its own):
+  TRL  default precision: RLOOConfig's defaults, i.e. bf16=True (autocast) and gradient_checkpointing=True
+  ours default precision: TrainConfig's defaults, dtype="auto" (bf16 autocast)
+  TRL  fp32: bf16=False       ours fp32: dtype="fp32"
+On a CPU TRL's default is bf16 autocast like ours, so "default vs default" is also the matched-bf16
+comparison; fp32 vs fp32 is the second matched point. Targets (CPU): ours >= 3x TRL's default,
+>= 2x at matched precision.
+
+Per step TRL runs: generate, a no-grad pass of the policy (old log-probs, used for the KL), a no-grad
+pass of the reference, then the training pass whose activations are recomputed in the backward
+(gradient checkpointing). Ours: generate, a no-grad pass of the reference, the training pass (whose
+log-probs also give the KL). Reported: median s/step over the timed steps (min-max), the generation
+share, samples/s, completion tokens/s, peak RSS; for ours also the train phase's achieved GFLOP/s
+(FLOPs counted by torch.utils.flop_counter) against this machine's bf16 matmul peak (target >= 40 %),
+and the mismatch between bf16-autocast and fp32 log-probs of the same completions.
+
+TRL is an optional extra (`pip install -e '.[bench]'`); without it only our side runs. Runs offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+P, K, NEW_TOKENS, BETA, LR, N_PROMPTS = 4, 4, 32, 0.05, 1e-6, 64
+TARGET_DEFAULT, TARGET_MATCHED, TARGET_PEAK = 3.0, 2.0, 0.40
+
+
+# ----------------------------------------------------------------------------- workers (one per process)
+
+def _prompts() -> list[str]:
+    from reinforce_edu.data import load_prompts
+    return load_prompts("train")[:N_PROMPTS]
+
+
+def _text_reward(completions, **kwargs) -> list[float]:
+    """The gold scorer, accepting TRL's conversational completions ([{"role": "assistant", "content": ...}])."""
+    from reinforce_edu.rewards import gold_reward
+    texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+    return gold_reward(texts)
+
+
+def _summary(step_times: list[float], gen_times: list[float], tokens: list[int], warmup: int) -> dict:
+    s, g, n = step_times[warmup:], gen_times[warmup:], tokens[warmup:]
+    med = statistics.median(s)
+    return {"s_per_step": med, "s_per_step_min": min(s), "s_per_step_max": max(s), "step_times": step_times,
+            "gen_s_per_step": statistics.median(g), "samples_per_s": P * K / med,
+            "tokens_per_s": sum(n) / sum(s), "completion_tokens_per_step": sum(n) / len(n)}
+
+
+def worker_trl(precision: str, steps: int, warmup: int) -> dict:
+    import torch
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import RLOOConfig, RLOOTrainer
+
+    from reinforce_edu.measure import PeakMemory
+    from reinforce_edu.models import load_model, cache_dir
+    load_model()  # makes sure the dequantised SmolLM2 folder exists (no-op when cached)
+    path = str(cache_dir() / "smollm2")
+    ds = Dataset.from_list([{"prompt": [{"role": "user", "content": p}]} for p in _prompts()])
+    out = tempfile.mkdtemp(prefix="vs_trl_")
+    settings = dict(output_dir=out, per_device_train_batch_size=P * K, num_generations=K,
+                    max_completion_length=NEW_TOKENS, beta=BETA, learning_rate=LR, max_steps=warmup + steps,
+                    temperature=1.0, report_to="none", save_strategy="no", logging_steps=10_000, use_cpu=True,
+                    seed=0, disable_tqdm=True, dataloader_num_workers=0)
+    if precision == "fp32":
+        settings["bf16"] = False
+    args = RLOOConfig(**settings)
+    trainer = RLOOTrainer(model=path, reward_funcs=_text_reward, args=args, train_dataset=ds)
+    step_times, gen_times, tokens = [], [], []
+    generate = trainer._generate
+
+    def timed_generate(prompts):
+        start = time.perf_counter()
+        result = generate(prompts)
+        gen_times.append(time.perf_counter() - start)
+        tokens.append(sum(len(c) for c in result[1]))
+        return result
+
+    trainer._generate = timed_generate
+
+    class StepTimer(TrainerCallback):
+        def on_step_begin(self, *a, **k):
+            self.start = time.perf_counter()
+
+        def on_step_end(self, *a, **k):
+            step_times.append(time.perf_counter() - self.start)
+
+    trainer.add_callback(StepTimer())
+    with PeakMemory("cpu") as mem:
+        trainer.train()
+    res = _summary(step_times, gen_times, tokens, warmup)
+    res.update(peak_rss_mib=mem.peak / 2 ** 20, bf16=bool(args.bf16),
+               gradient_checkpointing=bool(args.gradient_checkpointing),
+               mixed_precision=str(trainer.accelerator.mixed_precision), trl_version=__import__("trl").__version__)
+    return res
+
+
+def worker_ours(precision: str, steps: int, warmup: int) -> dict:
+    import torch
+
+    from reinforce_edu.generation import completion_logprobs
+    from reinforce_edu.measure import PeakMemory, count_flops
+    from reinforce_edu.rewards import gold_reward
+    from reinforce_edu.trainer import TrainConfig, Trainer, autocast
+
+    out = tempfile.mkdtemp(prefix="vs_trl_ours_")
+    cfg = TrainConfig(model="smollm2", reward="gold", prompts_per_step=P, samples_per_prompt=K,
+                      max_new_tokens=NEW_TOKENS, beta=BETA, learning_rate=LR, baseline="rloo",
+                      steps=warmup + steps + 1, trainable_blocks=0, device="cpu",
+                      dtype="bf16" if precision == "bf16" else "fp32", output_dir=out, progress=False)
+    trainer = Trainer(cfg, prompts=_prompts(), reward_fn=gold_reward)
+    gen_times, tokens, rollouts = [], [], []
+    rollout = trainer.rollout
+
+    def timed_rollout(*a, **k):
+        start = time.perf_counter()
+        r = rollout(*a, **k)
+        gen_times.append(time.perf_counter() - start)
+        tokens.append(int(r.completion_mask.sum()))
+        rollouts.append(r)
+        return r
+
+    trainer.rollout = timed_rollout
+    step_times, score_times = [], []
+    score = trainer.score
+
+    def timed_score(*a, **k):
+        start = time.perf_counter()
+        result = score(*a, **k)
+        score_times.append(time.perf_counter() - start)
+        return result
+
+    trainer.score = timed_score
+    with PeakMemory("cpu") as mem:
+        for _ in range(warmup + steps):
+            start = time.perf_counter()
+            trainer.train_step()
+            step_times.append(time.perf_counter() - start)
+            rollouts.clear()
+    res = _summary(step_times, gen_times, tokens, warmup)
+    train_times = [s - g - r for s, g, r in zip(step_times, gen_times, score_times)][warmup:]
+    res["train_s_per_step"] = statistics.median(train_times)
+
+    # FLOPs of the train phase of one more step = FLOPs of the step − FLOPs of its generation
+    from torch.utils.flop_counter import FlopCounterMode
+    gen_flops = []
+
+    def counted_rollout(*a, **k):
+        counter = FlopCounterMode(display=False)
+        with counter:
+            r = timed_rollout(*a, **k)
+        gen_flops.append(counter.get_total_flops())
+        return r
+
+    trainer.rollout = counted_rollout
+    step_flops, _ = count_flops(trainer.train_step)
+    res["train_flops_per_step"] = step_flops - gen_flops[0]
+    res["gen_flops_per_step"] = gen_flops[0]
+    res["train_gflops_per_s"] = res["train_flops_per_step"] / res["train_s_per_step"] / 1e9
+    res["peak_rss_mib"] = mem.peak / 2 ** 20
+
+    # bf16-autocast vs fp32 log-probs of the same completions, same weights
+    r = rollouts[-1]
+    m = r.completion_mask > 0
+    with torch.no_grad():
+        with autocast(trainer.device, torch.bfloat16):
+            lp16 = completion_logprobs(trainer.policy, r.input_ids, r.attention_mask, r.prompt_length)
+        lp32 = completion_logprobs(trainer.policy, r.input_ids, r.attention_mask, r.prompt_length)
+    diff = (lp16 - lp32)[m]
+    seq = ((lp16 - lp32) * m).sum(1)
+    res["logprob_mismatch"] = {"token_max_abs": diff.abs().max().item(), "token_mean_abs": diff.abs().mean().item(),
+                               "token_mean": diff.mean().item(), "sequence_max_abs": seq.abs().max().item(),
+                               "sequence_mean_abs": seq.abs().mean().item(), "dtype": str(lp16.dtype)}
+    return res
+
+
+def run_worker(args) -> None:
+    import torch
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    fn = worker_trl if args.worker == "trl" else worker_ours
+    res = fn(args.precision, args.steps, args.warmup)
+    res.update(side=args.worker, precision=args.precision, threads=torch.get_num_threads())
+    print("RESULT " + json.dumps(res), flush=True)
+
+
+# ----------------------------------------------------------------------------- driver
+
+def _spawn(side: str, precision: str, args) -> dict | None:
+    cmd = [sys.executable, __file__, "--worker", side, "--precision", precision, "--steps", str(args.steps),
+           "--warmup", str(args.warmup), "--threads", str(args.threads)]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1",
+               TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(ROOT))
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        print(f"[{side} {precision}] failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}", file=sys.stderr)
+        return None
+    res = json.loads(lines[-1][len("RESULT "):])
+    res["wall_s"] = time.perf_counter() - start
+    print(f"  {side:<4} {precision:<5} {res['s_per_step']:6.2f} s/step  ({res['wall_s']:.0f} s in all)", flush=True)
+    return res
+
+
+def _device() -> str:
+    import torch
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"CPU: {line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
+    except OSError:
+        pass
+    return f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
+def _commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=6, help="timed steps per configuration")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed first steps (kernel selection, page faults)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads of every side (1: on a shared CPU more threads than free cores slow "
+                             "every side down by large, erratic factors)")
+    parser.add_argument("--repeats", type=int, default=1, help="run the whole set of configurations this many times")
+    parser.add_argument("--precisions", nargs="+", default=["bf16", "fp32"], choices=["bf16", "fp32"])
+    parser.add_argument("--json", type=Path, help="write every result, the command, commit and device here")
+    parser.add_argument("--worker", choices=["trl", "ours"], help=argparse.SUPPRESS)
+    parser.add_argument("--precision", choices=["bf16", "fp32"], help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        run_worker(args)
+        return 0
+
+    import importlib.util
+
+    import torch
+
+    from reinforce_edu.measure import matmul_peak
+    have_trl = importlib.util.find_spec("trl") is not None
+    if not have_trl:
+        print("trl is not installed: only our side runs. Install the optional extra with "
+              "`pip install -e '.[bench]'` to compare.", file=sys.stderr)
+    torch.set_num_threads(args.threads)
+    load = os.getloadavg()
+    peak = matmul_peak(torch.bfloat16)
+    peak32 = matmul_peak(torch.float32)
+    print(f"{_device()}, torch {torch.__version__}, {args.threads} thread(s), load average {load[0]:.1f}")
+    print(f"measured matmul peak ({args.threads} thread(s)): bf16 {peak:.0f} GFLOP/s, fp32 {peak32:.0f} GFLOP/s")
+    print(f"workload: P={P} x k={K} = {P * K} completions x <= {NEW_TOKENS} new tokens, beta={BETA}, "
+          f"{args.warmup} warm-up + {args.steps} timed steps")
+    results = []
+    for rep in range(args.repeats):
+        for precision in args.precisions:  # alternate the sides, so that a change of load hits both
+            for side in (["trl"] if have_trl else []) + ["ours"]:
+                res = _spawn(side, precision, args)
+                if res is not None:
+                    res["repeat"] = rep
+                    results.append(res)
+
+    def pick(side, precision):
+        return [r for r in results if r["side"] == side and r["precision"] == precision]
+
+    print(f"\n{'side':<5}{'precision':<11}{'s/step':>8}{'(min-max)':>14}{'generate':>10}{'samples/s':>11}"
+          f"{'tokens/s':>10}{'peak RSS':>10}")
+    for precision in args.precisions:
+        for side in ("trl", "ours"):
+            for r in pick(side, precision):
+                label = precision + (" (default)" if precision == "bf16" else "")
+                spread = f"{r['s_per_step_min']:>7.2f}-{r['s_per_step_max']:<6.2f}"
+                print(f"{side:<5}{label:<11}{r['s_per_step']:>8.2f}{spread}"
+                      f"{r['gen_s_per_step']:>10.2f}{r['samples_per_s']:>11.2f}{r['tokens_per_s']:>10.1f}"
+                      f"{r['peak_rss_mib']:>8.0f}Mi")
+    summary = {}
+    for precision in args.precisions:
+        trl, ours = pick("trl", precision), pick("ours", precision)
+        if trl and ours:
+            ratios = [t["s_per_step"] / o["s_per_step"] for t, o in zip(trl, ours)]
+            target = TARGET_DEFAULT if precision == "bf16" else TARGET_MATCHED
+            what = "TRL's default (bf16) / ours default (bf16)" if precision == "bf16" else "matched fp32"
+            summary[precision] = ratios
+            print(f"speed-up, {what}: " + ", ".join(f"{x:.2f}x" for x in ratios)
+                  + f"   target >= {target:.0f}x: {'met' if min(ratios) >= target else 'MISSED'}")
+    if "bf16" in summary:
+        print(f"  (bf16 is TRL's default on CPU, so this is also the matched-bf16 ratio; target there >= "
+              f"{TARGET_MATCHED:.0f}x: {'met' if min(summary['bf16']) >= TARGET_MATCHED else 'MISSED'})")
+    for r in pick("ours", "bf16"):
+        frac = r["train_gflops_per_s"] / peak
+        print(f"our train phase (bf16): {r['train_flops_per_step'] / 1e9:.0f} GFLOP in {r['train_s_per_step']:.2f} s "
+              f"= {r['train_gflops_per_s']:.0f} GFLOP/s = {frac:.0%} of the bf16 matmul peak "
+              f"(target >= {TARGET_PEAK:.0%}: {'met' if frac >= TARGET_PEAK else 'MISSED'})")
+        mm = r["logprob_mismatch"]
+        print(f"bf16-autocast vs fp32 log-probs (fp32 logsumexp both): per token max |d| {mm['token_max_abs']:.3f}, "
+              f"mean |d| {mm['token_mean_abs']:.4f}, mean d {mm['token_mean']:+.4f}; per sequence mean |d| "
+              f"{mm['sequence_mean_abs']:.3f}, max {mm['sequence_max_abs']:.3f} nats")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"command": "python " + " ".join([os.path.relpath(__file__, ROOT)] + (argv or sys.argv[1:])),
+                   "commit": _commit(), "device": _device(), "torch": torch.__version__, "threads": args.threads,
+                   "load_average_at_start": load, "load_average_at_end": os.getloadavg(),
+                   "bf16_matmul_peak_gflops": peak, "fp32_matmul_peak_gflops": peak32,
+                   "workload": {"P": P, "k": K, "max_new_tokens": NEW_TOKENS, "beta": BETA, "learning_rate": LR,
+                                "warmup": args.warmup, "steps": args.steps, "model": "SmolLM2-135M-Instruct"},
+                   "speedup": summary, "results": results}
+        args.json.write_text(json.dumps(payload, indent=1))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+r"""What a training method costs: peak memory, floating-point operations, and this machine's matmul peak.
+
+Lesson 07 compares methods by what they buy (gold reward, KL) *and* what they cost. Three meters:
+
+- `PeakMemory`: peak memory of a block of code. CUDA: `torch.cuda.max_memory_allocated` (tensor
+  bytes). CPU (Linux): the process's peak resident set size, VmHWM, reset at the start of the block
+  by writing "5" to /proc/self/clear_refs; RSS counts everything the process holds (weights,
+  activations, optimiser state, the Python heap), so compare blocks of one process by their *rise*
+  over the RSS at the start. Freed memory that the C allocator keeps would hide a later block's
+  peak, so the meter first collects garbage and asks glibc to return free pages (`malloc_trim`).
+  Without /proc: `resource.getrusage` peak, which cannot be reset.
+- `count_flops(fn)`: the FLOPs `fn` runs, counted by `torch.utils.flop_counter.FlopCounterMode`
+  (matmuls and attention, forward and backward; elementwise work is not counted).
+- `matmul_peak(dtype)`: the GFLOP/s of a large square matmul — the best this machine does — so
+  that a training phase's achieved GFLOP/s = FLOPs / seconds can be put as a fraction of it.
+
+Taught in notebooks/07_comparison.ipynb; used by benchmarks/vs_trl.py.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+import resource
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def _status_kib(field: str) -> int | None:
+    """A `VmXXX:   1234 kB` line of /proc/self/status, in KiB (None where /proc is absent)."""
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def release_memory() -> None:
+    """Collect garbage and hand the C allocator's free pages back to the OS (glibc; no-op elsewhere)."""
+    gc.collect()
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def rss_bytes() -> int | None:
+    """The process's resident set size now, in bytes (None where /proc is absent)."""
+    kib = _status_kib("VmRSS")
+    return None if kib is None else kib * 1024
+
+
+class PeakMemory:
+    """Context manager: peak memory of the block, in bytes (`.peak`), and its rise over the start (`.rise`).
+
+        with PeakMemory(device) as mem:
+            trainer.train_step()
+        print(mem.peak / 2**20, "MiB", mem.kind)
+
+    device: a torch.device or str; CUDA devices use the allocator's statistics, anything else the
+    process's RSS. `.kind` says which was measured: "cuda_allocated", "rss" or "rss_since_start".
+    release: on a CPU, first hand freed memory back to the OS (`release_memory`, a few ms to a few
+    hundred); False skips it, for a cheap per-step reading (the trainer's log).
+    """
+
+    def __init__(self, device: torch.device | str = "cpu", release: bool = True) -> None:
+        self.device = torch.device(device)
+        self.release = bool(release)
+        self.start = self.peak = self.rise = 0
+        self.kind = ""
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.start, self.kind = torch.cuda.memory_allocated(self.device), "cuda_allocated"
+            return self
+        if self.release:
+            release_memory()
+        try:
+            _CLEAR_REFS.write_text("5")  # Linux: reset the peak RSS (VmHWM) to the current RSS
+            self.kind = "rss"
+        except OSError:
+            self.kind = "rss_since_start"  # the peak of the whole process so far: cannot be reset
+        self.start = rss_bytes() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            hwm = _status_kib("VmHWM")
+            self.peak = hwm * 1024 if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        self.rise = max(0, self.peak - self.start)
+
+
+def count_flops(fn: Callable[[], object]) -> tuple[int, object]:
+    """Run `fn()` once under `FlopCounterMode`: (total FLOPs, fn's result). A multiply-add counts as 2."""
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    with counter:
+        out = fn()
+    return int(counter.get_total_flops()), out
+
+
+def matmul_peak(dtype: torch.dtype = torch.bfloat16, n: int = 2048, repeats: int = 10,
+                device: torch.device | str = "cpu") -> float:
+    """GFLOP/s of an (n, n) @ (n, n) matmul in `dtype` on `device`, best of `repeats` (2n³ FLOPs each)."""
+    device = torch.device(device)
+    g = torch.Generator(device="cpu").manual_seed(0)
+    a = torch.randn(n, n, generator=g).to(device=device, dtype=dtype)
+    b = torch.randn(n, n, generator=g).to(device=device, dtype=dtype)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    for _ in range(3):  # warm-up: kernel selection, page faults
+        a @ b
+    sync()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        sync()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best / 1e9

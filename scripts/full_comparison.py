@@ -1,0 +1,111 @@
+"""Lesson 07 at full size: vanilla PG, REINFORCE + running mean, RLOO k=2/k=4, GRPO and PPO on the
+lesson-06 task (SmolLM2-135M-Instruct against lesson 05's reward model, gold scorer on the side),
+the same sample budget for every method, several seeds. Writes one JSON with the command, the git
+commit, the device and every run's curve, evaluation and cost; lesson 07 plots it beside its own run.
+
+    python scripts/full_comparison.py                                  # CPU, moderate size (~10 min, 1 thread)
+    python scripts/full_comparison.py --steps 150 --samples-per-step 64 --max-new-tokens 48 \\
+        --trainable-blocks 0 --learning-rate 1e-5 --eval-prompts 80      # a GPU-sized run
+
+Output: data/results/comparison_<device>.json (device: "cpu", or the CUDA device name, lower-case).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def device_name() -> str:
+    """"cpu", or the CUDA device's name, lower-case with dashes (e.g. "nvidia-h100-80gb-hbm3")."""
+    if torch.cuda.is_available():
+        return re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name().lower()).strip("-")
+    return "cpu"
+
+
+def device_description() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    model = "unknown CPU"
+    try:
+        model = next(l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                     if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"CPU: {model}, {os.cpu_count()} cores, {torch.get_num_threads()} torch thread(s)"
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    from reinforce_edu.comparison import METHODS, run_method, summarise
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--samples-per-step", type=int, default=16, help="B = P·k, the same for every method")
+    parser.add_argument("--max-new-tokens", type=int, default=16)
+    parser.add_argument("--trainable-blocks", type=int, default=2, help="0 = every parameter trains")
+    parser.add_argument("--learning-rate", type=float, default=3e-4)
+    parser.add_argument("--critic-learning-rate", type=float, default=0.0, help="PPO's critic; 0 = learning rate")
+    parser.add_argument("--ppo-epochs", type=int, default=2)
+    parser.add_argument("--beta", type=float, default=0.05)
+    parser.add_argument("--eval-prompts", type=int, default=48, help="held-out prompts, one sample each")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads on a CPU")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", type=Path, default=None, help="default: data/results/comparison_<device>.json")
+    args = parser.parse_args(argv)
+
+    if not torch.cuda.is_available():
+        torch.set_num_threads(args.threads)
+    from reinforce_edu.data import load_prompts
+    from reinforce_edu.models import load_model
+    policy, tokenizer = load_model()
+    prompts, held = load_prompts("train"), load_prompts("heldout")[:args.eval_prompts]
+    settings = dict(steps=args.steps, max_new_tokens=args.max_new_tokens, trainable_blocks=args.trainable_blocks,
+                    learning_rate=args.learning_rate, critic_learning_rate=args.critic_learning_rate,
+                    ppo_epochs=args.ppo_epochs, beta=args.beta, device=args.device)
+    out = args.out or ROOT / "data" / "results" / f"comparison_{device_name()}.json"
+    start = time.perf_counter()
+    results = []
+    for seed in args.seeds:
+        for name in args.methods:
+            res = run_method(name, seed, samples_per_step=args.samples_per_step, policy=policy, tokenizer=tokenizer,
+                             prompts=prompts, eval_prompts=held, **settings)
+            results.append(res)
+            print(f"seed {seed} {name:<13} held-out gold {res['eval']['gold']:.3f}  KL {res['curve'][-1]['kl']:.2f}  "
+                  f"{res['s_per_step']:.2f} s/step  memory +{res['memory_rise'] / 2**20:.0f} MiB", flush=True)
+    payload = {"command": "python " + " ".join([os.path.relpath(__file__, ROOT)] + (argv if argv is not None
+                                                                                   else sys.argv[1:])),
+               "commit": git_commit(), "device": device_description(), "device_name": device_name(),
+               "torch": torch.__version__, "seconds": time.perf_counter() - start,
+               "settings": {**settings, "samples_per_step": args.samples_per_step, "seeds": args.seeds,
+                            "eval_prompts": len(held)},
+               "summary": summarise(results), "runs": results}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=1))
+    os.replace(tmp, out)
+    print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out} "
+          f"({payload['seconds'] / 60:.1f} min)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""Lesson 07's methods through the one trainer (PPO, GRPO), the shared-prompt passes, the cost meters."""
+
+import math
+
+import pytest
+import torch
+
+from reinforce_edu.comparison import METHODS, method_config, run_method, summarise
+from reinforce_edu.generation import completion_logprobs, filter_logits, sample, sample_categorical
+from reinforce_edu.measure import PeakMemory, count_flops, matmul_peak
+from reinforce_edu.models import tiny_llama
+from reinforce_edu.trainer import CHECKPOINT, TrainConfig, Trainer
+
+PROMPTS = ["Say something nice.", "How is the weather?", "Tell me about dogs.", "Describe a city.", "Hello!"]
+
+
+def char_reward(completions, **kwargs):
+    return [len(c) / 20 for c in completions]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny matmuls: a thread pool only adds wake-up latency (and stalls on a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make(tmp_path, **overrides):
+    model, tok = tiny_llama(seed=0)
+    settings = dict(reward="gold", prompts_per_step=2, samples_per_prompt=2, max_new_tokens=4, steps=1,
+                    learning_rate=1e-2, output_dir=str(tmp_path / "run"), progress=False, device="cpu")
+    settings.update(overrides)
+    return Trainer(TrainConfig(**settings), policy=model, tokenizer=tok, reward_fn=char_reward, prompts=PROMPTS)
+
+
+# ---- the shared-prompt passes are the full passes ---------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny():
+    return tiny_llama(seed=0)
+
+
+def test_group_size_logprobs_and_gradients_equal_the_full_pass(tiny):
+    model, tok = tiny
+    r = sample(model, tok, PROMPTS[:3], k=3, max_new_tokens=5, seed=0)
+    m = r.completion_mask
+    grads = []
+    for group in (1, 3):
+        model.zero_grad(set_to_none=True)
+        lp = completion_logprobs(model, r.input_ids, r.attention_mask, r.prompt_length, group_size=group)
+        (lp * m).sum().backward()
+        grads.append((lp.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    torch.testing.assert_close(grads[0][0], grads[1][0], atol=1e-5, rtol=1e-5)
+    for n, g in grads[0][1].items():
+        torch.testing.assert_close(grads[1][1][n], g, atol=1e-5, rtol=1e-4)
+    model.zero_grad(set_to_none=True)
+
+
+def test_group_size_needs_rows_that_share_a_prompt(tiny):
+    model, tok = tiny
+    r = sample(model, tok, PROMPTS[:2], k=2, max_new_tokens=3, seed=0)
+    with pytest.raises(ValueError, match="share the same prompt"):
+        mixed = [0, 2, 1, 3]  # rows of two different prompts in each group of 2
+        completion_logprobs(model, r.input_ids[mixed], r.attention_mask[mixed], r.prompt_length, group_size=2)
+    with pytest.raises(ValueError, match="group_size"):
+        completion_logprobs(model, r.input_ids, r.attention_mask, r.prompt_length, group_size=3)
+
+
+def test_sharing_the_prompt_samples_the_same_tokens(tiny):
+    model, tok = tiny
+    a = sample(model, tok, PROMPTS[:3], k=4, max_new_tokens=6, seed=3, share_prompts=False)
+    b = sample(model, tok, PROMPTS[:3], k=4, max_new_tokens=6, seed=3)
+    assert torch.equal(a.input_ids, b.input_ids) and a.completions == b.completions
+
+
+def test_inverse_cdf_sampling_matches_the_probabilities():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(1, 50, generator=g) * 2
+    p = torch.softmax(z, -1)[0]
+    n = 20_000
+    torch.manual_seed(0)
+    draws = sample_categorical(z.expand(n, 50))
+    freq = torch.bincount(draws, minlength=50).float() / n
+    se = (p * (1 - p) / n).sqrt()
+    assert ((freq - p).abs() <= 4 * se + 1e-4).all()
+    z0 = z.clone()
+    z0[0, :10] = float("-inf")  # probability 0: never drawn
+    assert (sample_categorical(z0.expand(2000, 50)) >= 10).all()
+
+
+def test_filter_logits_top_k_and_top_p():
+    z = torch.tensor([[3.0, 1.0, 2.0, 0.0]])  # probabilities ≈ 0.64, 0.09, 0.24, 0.03
+    assert torch.isinf(filter_logits(z, top_k=2)).tolist() == [[False, True, False, True]]
+    assert torch.isinf(filter_logits(z, top_p=0.8)).tolist() == [[False, True, False, True]]  # 0.64 + 0.24 ≥ 0.8
+    assert torch.isinf(filter_logits(z, top_p=0.5)).tolist() == [[False, True, True, True]]
+    assert torch.equal(filter_logits(z), z)
+
+
+# ---- PPO and GRPO through the trainer ----------------------------------------------------
+
+def test_ppo_step_updates_policy_and_critic_and_logs_its_diagnostics(tmp_path):
+    t = make(tmp_path, method="ppo", baseline="none", samples_per_prompt=1, prompts_per_step=4, ppo_epochs=3,
+             trainable_blocks=1)
+    assert t.critic is not None and t.critic_optimizer is not None
+    before = {n: p.detach().clone() for n, p in t.policy.named_parameters() if p.requires_grad}
+    head = t.critic.head.weight.detach().clone()
+    body = {n: p.detach().clone() for n, p in t.critic.body.named_parameters()}
+    (rec,) = t.train()
+    assert all(not torch.equal(p, before[n]) for n, p in t.policy.named_parameters() if p.requires_grad)
+    assert not torch.equal(t.critic.head.weight, head)
+    moved = {n for n, p in t.critic.body.named_parameters() if not torch.equal(p, body[n])}
+    assert moved == {n for n, p in t.critic.body.named_parameters() if p.requires_grad} and moved
+    assert rec["ppo_epochs_done"] == 3 and rec["skipped"] is None
+    assert abs(rec["kl"]) < 1e-5  # first step: π_θ = π_ref
+    for key in ("value_loss", "clip_fraction", "approx_kl", "gen_time", "peak_memory_mib"):
+        assert math.isfinite(rec[key]), key
+
+
+def test_ppo_resume_restores_the_critic(tmp_path):
+    t = make(tmp_path, method="ppo", baseline="none", samples_per_prompt=1, steps=1)
+    t.train()
+    saved = {n: p.detach().clone() for n, p in t.critic.named_parameters()}
+    t2 = make(tmp_path, method="ppo", baseline="none", samples_per_prompt=1, steps=2, resume=True)
+    assert t2.step == 1 and (tmp_path / "run" / CHECKPOINT).is_file()
+    for n, p in t2.critic.named_parameters():
+        assert torch.equal(p, saved[n]), n
+    assert t2.critic_optimizer.state_dict()["state"]
+
+
+def test_grpo_step_uses_group_std_advantages(tmp_path):
+    t = make(tmp_path, baseline="prompt_mean", advantage_scale="group_std", samples_per_prompt=4, beta=0.0)
+    (rec,) = t.train()
+    assert rec["skipped"] is None and math.isfinite(rec["advantage_std"])
+    # per prompt the scaled advantages have std 1 (up to ε); pooled over the batch, close to it
+    assert 0.5 < rec["advantage_std"] < 1.5
+
+
+def test_method_settings_are_validated():
+    with pytest.raises(ValueError, match="method"):
+        TrainConfig(method="trpo")
+    with pytest.raises(ValueError, match="group_std"):
+        TrainConfig(advantage_scale="group_std", samples_per_prompt=1, baseline="none")
+    with pytest.raises(ValueError, match="ppo"):
+        TrainConfig(method="ppo", baseline="none", kl_placement="loss")
+    with pytest.raises(ValueError, match="ppo_epochs"):
+        TrainConfig(method="ppo", baseline="none", ppo_epochs=0)
+    TrainConfig(method="ppo", baseline="rloo", samples_per_prompt=1)  # the baseline is unused by PPO
+
+
+# ---- comparison and cost meters ----------------------------------------------------------
+
+def test_every_method_sees_the_same_number_of_samples():
+    budgets = {n: method_config(n, 8).prompts_per_step * method_config(n, 8).samples_per_prompt for n in METHODS}
+    assert set(budgets.values()) == {8}
+    with pytest.raises(ValueError, match="multiple of k"):
+        method_config("rloo_k4", 6)
+    with pytest.raises(ValueError, match="method"):
+        method_config("reinforce_k8", 8)
+
+
+def test_run_method_smoke_and_summary(tiny):
+    model, tok = tiny
+    results = [run_method(name, seed, samples_per_step=4, policy=model, tokenizer=tok, prompts=PROMPTS,
+                          eval_prompts=PROMPTS[:2], steps=2, max_new_tokens=3, learning_rate=1e-2, reward="gold",
+                          device="cpu")
+               for name in ("rloo_k2", "ppo") for seed in (0, 1)]
+    rows = summarise(results, last=2)
+    assert list(rows) == ["rloo_k2", "ppo"]
+    for row in rows.values():
+        assert row["seeds"] == 2 and math.isfinite(row["eval_gold"]) and math.isfinite(row["kl"])
+    assert [c["samples_seen"] for c in results[0]["curve"]] == [4, 8]
+    assert results[-1]["peak_memory"] > 0
+
+
+def test_peak_memory_sees_an_allocation():
+    with PeakMemory("cpu") as mem:
+        x = torch.ones(50 * 2 ** 18)  # 50 MiB
+        del x
+    if mem.kind == "rss":
+        assert mem.rise >= 45 * 2 ** 20
+    assert mem.peak >= mem.start
+
+
+def test_count_flops_of_a_matmul_and_matmul_peak():
+    a, b = torch.randn(8, 16), torch.randn(16, 4)
+    flops, out = count_flops(lambda: a @ b)
+    assert flops == 2 * 8 * 16 * 4 and out.shape == (8, 4)
+    assert matmul_peak(torch.float32, n=128, repeats=2) > 0
