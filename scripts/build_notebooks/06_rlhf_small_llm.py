@@ -222,9 +222,10 @@ cells = [
     """),
     md(r"""
     What the short CPU run shows, honestly: without the leash the policy drifts several times further from
-    $\pi_{\rm ref}$ (the KL column, asserted) and its answers converge on a few stock openings, yet it buys
-    no more gold reward — several times the KL for about the same gold, or less. That is the first sign of
-    over-optimisation. The classic picture — gold reward *falling* while the proxy still climbs — needs
+    $\pi_{\rm ref}$ (the KL column, asserted) and its answers converge on a few stock openings. The proxy
+    climbs faster, and so may the gold reward — but per unit of proxy reward gained it buys no more gold
+    (the last line), at several times the KL. The proxy's gains are only partly real gains; that gap is
+    the first sign of over-optimisation. The classic picture — gold reward *falling* while the proxy still climbs — needs
     longer optimisation than a few CPU steps: with CUDA the settings cell runs 150 steps; compare the
     `proxy_reward` and `gold_reward` curves of `runs/06_beta0/metrics.jsonl`. A second warning sign to
     watch in longer runs is the last column: once the policy's answers all sit where the proxy is high, the
@@ -268,7 +269,8 @@ cells = [
     """),
     md(r"""
     Clipping acted on (nearly) every step — the raw gradient norm of the summed sequence log-probs is
-    tens — and yet the run without clipping learned as well and stayed as stable in these few steps. With
+    tens — and yet the run without clipping stayed stable in these few steps (no skipped update, a similar
+    proxy reward; at this size the gold columns are too noisy to rank the two). With
     AdamW, "essential" overstates it: the optimiser's per-coordinate normalisation already bounds each
     step to about the learning rate. Clipping still earns its place as insurance against a *rare* outlier
     batch (one huge gradient would otherwise dominate Adam's moment estimates for many steps) and it is
