@@ -46,11 +46,15 @@ def device_description() -> str:
 
 
 def git_commit() -> str | None:
+    """HEAD's hash, with "+uncommitted" when the working tree differs from it (None outside git)."""
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT,
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT,
                               check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=ROOT, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
+    return head + ("+uncommitted" if dirty else "")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,13 +18,7 @@ def char_reward(completions, **kwargs):
     return [len(c) / 20 for c in completions]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matmuls: a thread pool only adds wake-up latency (and stalls on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 def make(tmp_path, **overrides):

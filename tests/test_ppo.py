@@ -11,6 +11,8 @@ from reinforce_edu.models import tiny_llama
 from reinforce_edu.ppo import (ValueModel, clipped_surrogate, clipped_value_loss, gae, ppo_update, token_rewards,
                                whiten)
 
+pytestmark = pytest.mark.usefixtures("one_thread_module")
+
 
 def _mask(lengths, T):
     return (torch.arange(T)[None, :] < torch.tensor(lengths)[:, None]).float()

@@ -296,10 +296,26 @@ cells = [
             print(f"{row['label']:<26}{row['eval_gold']:>9.2f} ± {row['eval_gold_se']:.2f}{row['kl']:>7.2f}"
                   f"{row['s_per_step']:>8.2f}{row['memory_rise'] / 2**20:>12.0f}")
         fs = full["summary"]
-        assert fs["ppo"]["memory_rise"] > 1.2 * fs["rloo_k4"]["memory_rise"]
+        assert fs["ppo"]["memory_rise"] > 1.15 * fs["rloo_k4"]["memory_rise"]
+        gap = lambda sm, a, b: (sm[a]["eval_gold"] - sm[b]["eval_gold"],
+                                math.hypot(sm[a]["eval_gold_se"], sm[b]["eval_gold_se"]))
+        for a, b in (("rloo_k4", "vanilla_pg"), ("rloo_k4", "rloo_k2"), ("ppo", "rloo_k4")):
+            (g_here, se_here), (g_full, se_full) = gap(summary, a, b), gap(fs, a, b)
+            print(f"{LABELS[a]} - {LABELS[b]}: this lesson {g_here:+.2f} ± {se_here:.2f}, "
+                  f"stored run {g_full:+.2f} ± {se_full:.2f}")
+        assert all(math.isfinite(row["eval_gold"]) for row in fs.values())
     """),
     md(r"""
-    FULL_TEXT
+    The stored run sees 4× the samples of this lesson (16 per step, 12 steps, 16-token answers) and every
+    method ends higher. Its order is not this lesson's: there GRPO and PPO come out on top, RLOO $k=4$
+    next, vanilla PG last. Read the gaps with their standard errors and very little survives from one run
+    to the other: **RLOO $k=4$ ahead of vanilla PG** holds in both (resolved, by more than 2.5 standard
+    errors, only in the larger run), as in the paper; RLOO $k=4$ over $k=2$ (resolved here) shrinks to noise
+    there; PPO over RLOO $k=4$ — the opposite of the paper — is about one standard error, not a finding.
+    Two honest runs of different sizes ordering the middle differently *is* the lesson: at these
+    budgets the fine ordering of similar estimators is noise, and a claim like "77.9 vs 74.2" needs far
+    more samples and seeds than a laptop run affords (the paper trained on the TL;DR training set with a
+    6.9B model). What repeats exactly is the cost: PPO's extra model and extra passes.
 
     ## 7. The seed's table, measured
 
