@@ -354,11 +354,55 @@ def completion_logprobs(model: PreTrainedModel, input_ids: Tensor, attention_mas
     if temperature != 1.0:
         logits = logits / temperature
     targets = input_ids[:, prompt_length:]  # (B, T)
-    lse = torch.logsumexp(logits, dim=-1)  # (B, T)
-    logp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - lse  # (B, T)
-    if not return_entropy:
-        return logp
-    with torch.no_grad():
-        z = logits.detach()
-        entropy = lse.detach() - (torch.softmax(z, dim=-1) * z).sum(dim=-1)  # (B, T)
-    return logp, entropy
+    return token_logprobs(logits, targets, return_entropy=return_entropy)  # (B, T) [, (B, T)]
+
+
+class _TokenLogprobs(torch.autograd.Function):
+    r"""log p(y) = z[y] − logsumexp(z) (and, if asked, the entropy H = logsumexp(z) − Σ_v p_v z_v) from one softmax.
+
+    Forward: p = softmax(z), computed once and, when a gradient is wanted, kept for the backward
+    (the only (…, V) tensor kept). Backward: ∂ log p(y) / ∂z = onehot(y) − p, so
+    dz = g · (onehot(y) − p). The entropy is not differentiated (it is logged, not trained).
+    On a CPU this is about half the (…, V)-sized passes of logsumexp + gather + a separate
+    softmax for the entropy.
+    """
+
+    @staticmethod
+    def forward(ctx, z: Tensor, y: Tensor, with_entropy: bool) -> tuple[Tensor, Tensor | None]:  # z (…, V), y (…,)
+        m = z.amax(dim=-1, keepdim=True)  # (…, 1)
+        p = torch.sub(z, m).exp_()  # (…, V) unnormalised
+        s = p.sum(dim=-1, keepdim=True)  # (…, 1)
+        lse = (m + s.log()).squeeze(-1)  # (…,)
+        logp = z.gather(-1, y.unsqueeze(-1)).squeeze(-1) - lse  # (…,)
+        entropy = None
+        if with_entropy or ctx.needs_input_grad[0]:
+            p.div_(s)  # (…, V) softmax(z)
+        if with_entropy:  # Σ_v p_v z_v as a batched (1, V) @ (V, 1): one pass, no (…, V) temporary
+            pz = torch.matmul(p.unsqueeze(-2), z.unsqueeze(-1)).reshape(lse.shape)  # (…,)
+            entropy = lse - pz
+            ctx.mark_non_differentiable(entropy)
+        if ctx.needs_input_grad[0]:
+            ctx.save_for_backward(p, y)
+        return logp, entropy
+
+    @staticmethod
+    def backward(ctx, g: Tensor, _g_entropy: Tensor | None) -> tuple[Tensor, None, None]:  # g (…,)
+        p, y = ctx.saved_tensors
+        dz = p.mul(-g.unsqueeze(-1))  # (…, V): −g·p
+        dz.scatter_add_(-1, y.unsqueeze(-1), g.unsqueeze(-1))  # + g at the sampled token
+        return dz, None, None
+
+
+def token_logprobs(logits: Tensor, targets: Tensor, *, return_entropy: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    r"""log softmax(z)[y] per position, and with `return_entropy` the entropy of softmax(z): (…, V), (…,) -> (…,).
+
+    Differentiable in the log-probs (the entropy comes detached). Computed in the dtype of
+    `logits` (pass fp32). Equal to `log_softmax(z).gather(y)` and `−Σ p log p`, with one softmax.
+    """
+    check_tensor(logits, "logits", floating=True)
+    check_tensor(targets, "targets", integer=True)
+    if logits.shape[:-1] != targets.shape:
+        raise ValueError(f"targets must have the shape of logits without its last axis "
+                         f"{tuple(logits.shape[:-1])}, got {tuple(targets.shape)}")
+    logp, entropy = _TokenLogprobs.apply(logits, targets, bool(return_entropy))
+    return (logp, entropy) if return_entropy else logp

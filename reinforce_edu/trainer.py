@@ -24,8 +24,9 @@ Speed (CPU): bf16 autocast for every forward (log-probs are upcast to fp32 befor
 logsumexp); only completion positions reach the output layer; each prompt goes through the
 model once, not k times, in sampling and in both scoring passes (its key/value cache is
 repeated for its k samples); one no-grad pass of π_ref, and the policy's own training pass
-gives log π_θ for the KL; the frozen π_ref stores its block weights in the compute dtype;
-a fused AdamW. With `trainable_blocks=N` only the last N transformer blocks and the final norm
+gives log π_θ for the KL; log π, its gradient and the entropy come from one softmax
+(generation.token_logprobs); plain-matmul attention on a CPU (`attention`); the frozen π_ref
+stores its block weights in the compute dtype; a fused AdamW. With `trainable_blocks=N` only the last N transformer blocks and the final norm
 train, the frozen rest is stored in bf16 and the backward pass stops at block L − N.
 
 Methods (lesson 07): `method="reinforce"` is the loop above, with any baseline and GRPO's
@@ -133,6 +134,8 @@ class TrainConfig:
     """"auto" (CUDA if present, else CPU), "cpu", "cuda", "cuda:1", ..."""
     dtype: str = "auto"
     """compute dtype of the forward passes: "auto" (= "bf16"), "bf16" (autocast; fp32 master weights) or "fp32\""""
+    attention: str = "auto"
+    """attention kernel of the passes: "auto" ("eager" plain matmuls on a CPU, where they beat the fused kernel's backward at these lengths; "sdpa" on CUDA), "eager" or "sdpa"\""""
     checkpoint_every: int = 0
     """write a checkpoint every N steps (0: only at the end)"""
     output_dir: str = "runs/rlhf"
@@ -179,6 +182,7 @@ class TrainConfig:
         check_choice(self.kl_placement, "kl_placement", KL_PLACEMENTS)
         check_choice(self.aggregation, "aggregation", AGGREGATIONS)
         check_choice(self.dtype, "dtype", ("auto", "bf16", "fp32"))
+        check_choice(self.attention, "attention", ("auto", "eager", "sdpa"))
         if not (self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda")):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {self.device!r}")
 
@@ -364,6 +368,9 @@ class Trainer:
         encode_prompts(tokenizer, self.prompts, max_length=None if ctx is None else ctx - cfg.max_new_tokens)
         self.trainable = trainable_parameter_names(policy, cfg.trainable_blocks)
         self.policy = prepare_policy(policy.to(self.device), self.trainable, self.dtype)
+        attention = cfg.attention if cfg.attention != "auto" else ("sdpa" if self.device.type == "cuda" else "eager")
+        if hasattr(self.policy, "set_attn_implementation"):  # before the copies below, which inherit it
+            self.policy.set_attn_implementation(attention)
         self.ref = frozen_copy(self.policy)  # π_ref: the policy as it starts, frozen
         if hasattr(self.ref.base_model, "layers"):
             store_frozen_linears(self.ref, self.dtype)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from reinforce_edu.generation import (chat_prompts, completion_logprobs, encode_prompts, position_ids,
-                                      sample)
+                                      sample, token_logprobs)
 from reinforce_edu.models import tiny_llama
 
 PROMPTS = ["Hi.", "Tell me about the weather on a long rainy Monday morning.", "Describe a dog."]
@@ -54,6 +54,33 @@ def test_logprobs_match_unpadded_loop(tiny):
         torch.testing.assert_close(logp[i].detach(), want, atol=1e-4, rtol=0)
         want_h = -(full[start - 1:-1].exp() * full[start - 1:-1]).sum(-1)
         torch.testing.assert_close(entropy[i], want_h, atol=1e-3, rtol=0)
+
+
+def test_token_logprobs_match_log_softmax():
+    """The one-softmax log-probs, entropy and gradient equal log_softmax + gather and −Σ p log p (autograd)."""
+    gen = torch.Generator().manual_seed(0)
+    z = (3 * torch.randn(4, 5, 13, generator=gen, dtype=torch.float64)).requires_grad_()
+    y = torch.randint(0, 13, (4, 5), generator=gen)
+    logp, entropy = token_logprobs(z, y, return_entropy=True)
+    log_sm = torch.log_softmax(z, dim=-1)
+    torch.testing.assert_close(logp, log_sm.gather(-1, y[..., None]).squeeze(-1), atol=1e-12, rtol=0)
+    torch.testing.assert_close(entropy, -(log_sm.exp() * log_sm).sum(-1).detach(), atol=1e-12, rtol=0)
+    assert not entropy.requires_grad
+    assert torch.autograd.gradcheck(lambda z: token_logprobs(z, y), (z,))
+    torch.testing.assert_close(token_logprobs(z, y), logp, atol=0, rtol=0)
+    g = torch.randn(4, 5, generator=gen, dtype=torch.float64)
+    (got,) = torch.autograd.grad((logp * g).sum(), z)
+    (want,) = torch.autograd.grad((log_sm.gather(-1, y[..., None]).squeeze(-1) * g).sum(), z)
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
+
+
+def test_token_logprobs_bad_input():
+    with pytest.raises(TypeError, match="logits must be a floating-point tensor"):
+        token_logprobs(torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(TypeError, match="targets must be an integer tensor"):
+        token_logprobs(torch.zeros(2, 3), torch.zeros(2))
+    with pytest.raises(ValueError, match=r"targets must have the shape of logits without its last axis \(2,\)"):
+        token_logprobs(torch.zeros(2, 3), torch.zeros(3, dtype=torch.long))
 
 
 def test_temperature_logprobs(tiny):

@@ -48,6 +48,16 @@ def test_config_validation():
         TrainConfig(steps="10")
     with pytest.raises(ValueError, match="kl_estimator"):
         TrainConfig(kl_estimator="k4")
+    with pytest.raises(ValueError, match="attention"):
+        TrainConfig(attention="flash")
+
+
+def test_attention_choice(tmp_path):
+    """"auto" is plain-matmul attention on a CPU, for the policy and the copies made of it (π_ref)."""
+    t = make(tmp_path, steps=1)
+    assert t.policy.config._attn_implementation == "eager" and t.ref.config._attn_implementation == "eager"
+    t = make(tmp_path, steps=1, attention="sdpa")
+    assert t.policy.config._attn_implementation == "sdpa" and t.ref.config._attn_implementation == "sdpa"
 
 
 def test_one_update_changes_exactly_the_trainable_parameters(tmp_path):
