@@ -20,7 +20,9 @@ the first token whose cumulative probability exceeds it — exact, and on a CPU 
 
 `completion_logprobs` scores the completions in one forward pass. It computes logits only
 at completion positions (the hidden states of the prompt never meet the (H, V) output
-matrix), upcasts them to fp32, and takes gather − logsumexp: no (B, T, V) log-softmax copy.
+matrix), and `token_logprobs` takes gather − logsumexp in fp32 (the bf16 logits of autocast are
+read as they are, never copied whole to fp32): no (B, T, V) log-softmax copy, one softmax for
+log π, its gradient and the entropy.
 
 Layout: left padding, so every prompt ends at column L − T and completion token t of every
 row sits at column L − T + t; its logits come from column L − T + t − 1.
@@ -315,14 +317,18 @@ def completion_hidden_states(model: PreTrainedModel, input_ids: Tensor, attentio
     if not (torch.equal(prompt, prompt[:, :1].expand_as(prompt)) and torch.equal(pmask, pmask[:, :1].expand_as(pmask))):
         raise ValueError(f"group_size={k}: the rows of each group of {k} must share the same prompt "
                          f"(prompt-major layout, as generation.sample makes it)")
-    first = base(input_ids=prompt[:, 0], attention_mask=pmask[:, 0], position_ids=pos[::k, :prompt_length],
-                 use_cache=True)  # P rows
+    # one embedding lookup for both passes: its backward then builds one dense (V, H) gradient, not two
+    rest_ids = input_ids[:, prompt_length:L - 1]  # (B, T − 1)
+    embeds = base.get_input_embeddings()(torch.cat([prompt[:, 0].reshape(-1), rest_ids.reshape(-1)]))  # (N, H)
+    n_prompt = prompt[:, 0].numel()
+    first = base(inputs_embeds=embeds[:n_prompt].view(B // k, prompt_length, -1), attention_mask=pmask[:, 0],
+                 position_ids=pos[::k, :prompt_length], use_cache=True)  # P rows
     cache = _output_cache(first)
     cache.batch_repeat_interleave(k)  # (P, heads, Lp, d) -> (B, heads, Lp, d) per layer, with gradient
     h_first = first.last_hidden_state[:, -1:].repeat_interleave(k, dim=0)  # (B, 1, H): predicts y_1
     if L - 1 == prompt_length:
         return h_first
-    rest = base(input_ids=input_ids[:, prompt_length:L - 1], attention_mask=attention_mask[:, :L - 1],
+    rest = base(inputs_embeds=embeds[n_prompt:].view(B, L - 1 - prompt_length, -1), attention_mask=attention_mask[:, :L - 1],
                 position_ids=pos[:, prompt_length:L - 1], use_cache=True,
                 **{_cache_keyword(base.forward): cache}).last_hidden_state  # (B, T − 1, H)
     return torch.cat([h_first, rest], dim=1)  # (B, T, H)
@@ -350,39 +356,41 @@ def completion_logprobs(model: PreTrainedModel, input_ids: Tensor, attention_mas
     if isinstance(prompt_length, bool) or not isinstance(prompt_length, int) or not 1 <= prompt_length < L:
         raise ValueError(f"prompt_length must be an int in [1, {L - 1}] (L = {L}), got {prompt_length!r}")
     h = completion_hidden_states(model, input_ids, attention_mask, prompt_length, group_size)  # (B, T, H)
-    logits = model.get_output_embeddings()(h).float()  # (B, T, V) fp32
+    logits = model.get_output_embeddings()(h)  # (B, T, V), bf16 under autocast: token_logprobs works in fp32
     if temperature != 1.0:
-        logits = logits / temperature
+        logits = logits.float() / temperature
     targets = input_ids[:, prompt_length:]  # (B, T)
     return token_logprobs(logits, targets, return_entropy=return_entropy)  # (B, T) [, (B, T)]
 
 
 class _TokenLogprobs(torch.autograd.Function):
-    r"""log p(y) = z[y] − logsumexp(z) (and, if asked, the entropy H = logsumexp(z) − Σ_v p_v z_v) from one softmax.
+    r"""log p(y) = z[y] − logsumexp(z) (and, if asked, the entropy H = logsumexp(z) − Σ_v p_v z_v), in fp32.
 
-    Forward: p = softmax(z), computed once and, when a gradient is wanted, kept for the backward
-    (the only (…, V) tensor kept). Backward: ∂ log p(y) / ∂z = onehot(y) − p, so
-    dz = g · (onehot(y) − p). The entropy is not differentiated (it is logged, not trained).
-    On a CPU this is about half the (…, V)-sized passes of logsumexp + gather + a separate
-    softmax for the entropy.
+    With m = max z, u = z − m (fp32, even for bf16 z: no separate fp32 copy of z), e = exp(u), s = Σ e:
+        logsumexp(z) = m + log s,   p = e / s,   H = log s − Σ_v p_v u_v.
+    Backward: ∂ log p(y) / ∂z = onehot(y) − p, so dz = g · (onehot(y) − p), cast to z's dtype.
+    p is the one (…, V) tensor kept for the backward. The entropy is not differentiated (it is
+    logged, not trained). On a CPU this is about half the (…, V)-sized passes of an upcast,
+    logsumexp + gather and a separate softmax for the entropy.
     """
 
     @staticmethod
     def forward(ctx, z: Tensor, y: Tensor, with_entropy: bool) -> tuple[Tensor, Tensor | None]:  # z (…, V), y (…,)
-        m = z.amax(dim=-1, keepdim=True)  # (…, 1)
-        p = torch.sub(z, m).exp_()  # (…, V) unnormalised
-        s = p.sum(dim=-1, keepdim=True)  # (…, 1)
-        lse = (m + s.log()).squeeze(-1)  # (…,)
-        logp = z.gather(-1, y.unsqueeze(-1)).squeeze(-1) - lse  # (…,)
+        acc = torch.promote_types(z.dtype, torch.float32)  # fp32 for bf16 / fp16 / fp32 logits
+        m = z.amax(dim=-1, keepdim=True).to(acc)  # (…, 1)
+        u = torch.sub(z, m)  # (…, V) in acc (type promotion; z itself is never copied)
+        e = u.exp()  # (…, V)
+        s = e.sum(dim=-1, keepdim=True)  # (…, 1)
+        log_s = s.log().squeeze(-1)  # (…,)
+        logp = (z.gather(-1, y.unsqueeze(-1)).to(acc) - m).squeeze(-1) - log_s  # (…,) = z[y] − logsumexp(z)
         entropy = None
-        if with_entropy or ctx.needs_input_grad[0]:
-            p.div_(s)  # (…, V) softmax(z)
-        if with_entropy:  # Σ_v p_v z_v as a batched (1, V) @ (V, 1): one pass, no (…, V) temporary
-            pz = torch.matmul(p.unsqueeze(-2), z.unsqueeze(-1)).reshape(lse.shape)  # (…,)
-            entropy = lse - pz
+        if with_entropy:
+            entropy = log_s - u.mul_(e).sum(dim=-1) / s.squeeze(-1)  # (…,) log s − Σ p u
             ctx.mark_non_differentiable(entropy)
+        del u
         if ctx.needs_input_grad[0]:
-            ctx.save_for_backward(p, y)
+            ctx.save_for_backward(e.div_(s), y)  # p = softmax(z)
+        ctx.dtype = z.dtype
         return logp, entropy
 
     @staticmethod
@@ -390,14 +398,15 @@ class _TokenLogprobs(torch.autograd.Function):
         p, y = ctx.saved_tensors
         dz = p.mul(-g.unsqueeze(-1))  # (…, V): −g·p
         dz.scatter_add_(-1, y.unsqueeze(-1), g.unsqueeze(-1))  # + g at the sampled token
-        return dz, None, None
+        return dz.to(ctx.dtype), None, None
 
 
 def token_logprobs(logits: Tensor, targets: Tensor, *, return_entropy: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     r"""log softmax(z)[y] per position, and with `return_entropy` the entropy of softmax(z): (…, V), (…,) -> (…,).
 
-    Differentiable in the log-probs (the entropy comes detached). Computed in the dtype of
-    `logits` (pass fp32). Equal to `log_softmax(z).gather(y)` and `−Σ p log p`, with one softmax.
+    Differentiable in the log-probs (the entropy comes detached). Computed in fp32 whatever the
+    dtype of `logits` (bf16 logits are read once, never copied to fp32 whole); the gradient comes
+    back in the dtype of `logits`. Equal to `log_softmax(z.float()).gather(y)` and `−Σ p log p`.
     """
     check_tensor(logits, "logits", floating=True)
     check_tensor(targets, "targets", integer=True)
