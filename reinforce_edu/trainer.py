@@ -25,7 +25,8 @@ logsumexp); only completion positions reach the output layer; each prompt goes t
 model once, not k times, in sampling and in both scoring passes (its key/value cache is
 repeated for its k samples); one no-grad pass of π_ref, and the policy's own training pass
 gives log π_θ for the KL; log π, its gradient and the entropy come from one softmax
-(generation.token_logprobs); plain-matmul attention on a CPU (`attention`); the frozen π_ref
+(generation.token_logprobs); on a CPU plain-matmul attention in the scoring passes and the
+fused kernel in sampling, each where it is faster (`attention`); the frozen π_ref
 stores its block weights in the compute dtype; a fused AdamW. With `trainable_blocks=N` only the last N transformer blocks and the final norm
 train, the frozen rest is stored in bf16 and the backward pass stops at block L − N.
 
@@ -135,7 +136,7 @@ class TrainConfig:
     dtype: str = "auto"
     """compute dtype of the forward passes: "auto" (= "bf16"), "bf16" (autocast; fp32 master weights) or "fp32\""""
     attention: str = "auto"
-    """attention kernel of the passes: "auto" ("eager" plain matmuls on a CPU, where they beat the fused kernel's backward at these lengths; "sdpa" on CUDA), "eager" or "sdpa"\""""
+    """attention kernel: "auto" (on a CPU "eager" plain matmuls for the scoring passes, whose backward they run faster than the fused kernel at these lengths, and "sdpa" for sampling; "sdpa" on CUDA), "eager" or "sdpa" (everywhere)\""""
     checkpoint_every: int = 0
     """write a checkpoint every N steps (0: only at the end)"""
     output_dir: str = "runs/rlhf"
@@ -208,6 +209,23 @@ def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractCon
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@contextlib.contextmanager
+def attention_kernel(model: torch.nn.Module, name: str):
+    """Run `model` with the attention implementation `name` ("eager", "sdpa") inside the block; restored after.
+
+    A no-op for a model that is already set so, or that cannot switch (no `set_attn_implementation`).
+    """
+    previous = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    if previous is None or previous == name or not hasattr(model, "set_attn_implementation"):
+        yield model
+        return
+    model.set_attn_implementation(name)
+    try:
+        yield model
+    finally:
+        model.set_attn_implementation(previous)
 
 
 def transformer_blocks(model: torch.nn.Module) -> torch.nn.ModuleList:
@@ -368,9 +386,11 @@ class Trainer:
         encode_prompts(tokenizer, self.prompts, max_length=None if ctx is None else ctx - cfg.max_new_tokens)
         self.trainable = trainable_parameter_names(policy, cfg.trainable_blocks)
         self.policy = prepare_policy(policy.to(self.device), self.trainable, self.dtype)
-        attention = cfg.attention if cfg.attention != "auto" else ("sdpa" if self.device.type == "cuda" else "eager")
+        auto = cfg.attention == "auto"
+        self.sample_attention = "sdpa" if auto else cfg.attention  # the kernel of `rollout` and `evaluate`
+        score = ("sdpa" if self.device.type == "cuda" else "eager") if auto else cfg.attention
         if hasattr(self.policy, "set_attn_implementation"):  # before the copies below, which inherit it
-            self.policy.set_attn_implementation(attention)
+            self.policy.set_attn_implementation(score)
         self.ref = frozen_copy(self.policy)  # π_ref: the policy as it starts, frozen
         if hasattr(self.ref.base_model, "layers"):
             store_frozen_linears(self.ref, self.dtype)
@@ -411,7 +431,7 @@ class Trainer:
     # -- one update ------------------------------------------------------------------------
     def rollout(self, prompts: list[str], k: int, seed: int) -> Rollout:
         """Sample k completions of each prompt from the current policy (no grad)."""
-        with autocast(self.device, self.dtype):
+        with autocast(self.device, self.dtype), attention_kernel(self.policy, self.sample_attention):
             return sample(self.policy, self.tokenizer, prompts, k, self.config.max_new_tokens,
                           temperature=self.config.temperature, seed=seed)
 
@@ -652,8 +672,9 @@ class Trainer:
         prompts = check_prompts(prompts)
         check_choice(model, "model", ("policy", "reference"))
         cfg = self.config
-        with autocast(self.device, self.dtype):
-            r = sample(self.policy if model == "policy" else self.ref, self.tokenizer, prompts, k,
+        sampler = self.policy if model == "policy" else self.ref
+        with autocast(self.device, self.dtype), attention_kernel(sampler, self.sample_attention):
+            r = sample(sampler, self.tokenizer, prompts, k,
                        max_new_tokens or cfg.max_new_tokens, temperature=cfg.temperature, seed=seed)
         proxy_r, gold = self.score(r) if proxy else (None, compute_rewards(self.gold_fn, r.completions,
                                                                              r.repeated_prompts))

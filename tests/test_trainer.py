@@ -8,6 +8,8 @@ import math
 import pytest
 import torch
 
+from reinforce_edu.generation import sample
+
 from reinforce_edu.models import tiny_llama
 from reinforce_edu.train import build_parser, field_docs, parse_config
 from reinforce_edu.trainer import CHECKPOINT, LOG, TIME_KEYS, TrainConfig, Trainer, read_log
@@ -52,12 +54,25 @@ def test_config_validation():
         TrainConfig(attention="flash")
 
 
-def test_attention_choice(tmp_path):
-    """"auto" is plain-matmul attention on a CPU, for the policy and the copies made of it (π_ref)."""
+def test_attention_choice(tmp_path, monkeypatch):
+    """"auto" on a CPU: plain-matmul attention for the scoring passes (policy and π_ref), the fused kernel for sampling."""
+    import reinforce_edu.trainer as trainer_module
+    seen = []
+
+    def spy(model, *a, **k):
+        seen.append(model.config._attn_implementation)
+        return sample(model, *a, **k)
+
+    monkeypatch.setattr(trainer_module, "sample", spy)
     t = make(tmp_path, steps=1)
     assert t.policy.config._attn_implementation == "eager" and t.ref.config._attn_implementation == "eager"
-    t = make(tmp_path, steps=1, attention="sdpa")
-    assert t.policy.config._attn_implementation == "sdpa" and t.ref.config._attn_implementation == "sdpa"
+    t.train_step()
+    t.evaluate(PROMPTS[:1], proxy=False, model="reference")
+    assert seen == ["sdpa", "sdpa"]
+    assert t.policy.config._attn_implementation == "eager" and t.ref.config._attn_implementation == "eager"
+    t = make(tmp_path, steps=1, attention="eager")
+    t.train_step()
+    assert seen[-1] == "eager" and t.ref.config._attn_implementation == "eager"
 
 
 def test_one_update_changes_exactly_the_trainable_parameters(tmp_path):
