@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -225,31 +224,6 @@ def _spawn(side: str, precision: str, args) -> dict | None:
     return res
 
 
-def _device() -> str:
-    import torch
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"CPU: {line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    except OSError:
-        pass
-    return f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-
-
-def _commit() -> str | None:
-    """HEAD's hash, with "+uncommitted" when the working tree differs from it (None outside git)."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, cwd=ROOT, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head + ("+uncommitted" if dirty else "")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=6, help="timed steps per configuration")
@@ -271,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from reinforce_edu.measure import matmul_peak
+    from reinforce_edu.measure import device_description, git_commit, matmul_peak
     have_trl = importlib.util.find_spec("trl") is not None
     if not have_trl:
         print("trl is not installed: only our side runs. Install the optional extra with "
@@ -280,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()
     peak = matmul_peak(torch.bfloat16)
     peak32 = matmul_peak(torch.float32)
-    print(f"{_device()}, torch {torch.__version__}, {args.threads} thread(s), load average {load[0]:.1f}")
+    print(f"{device_description()}, torch {torch.__version__}, load average {load[0]:.1f}")
     print(f"measured matmul peak ({args.threads} thread(s)): bf16 {peak:.0f} GFLOP/s, fp32 {peak32:.0f} GFLOP/s")
     print(f"workload: P={P} x k={K} = {P * K} completions x <= {NEW_TOKENS} new tokens, beta={BETA}, "
           f"{args.warmup} warm-up + {args.steps} timed steps")
@@ -331,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {"command": "python " + " ".join([os.path.relpath(__file__, ROOT)] + (argv or sys.argv[1:])),
-                   "commit": _commit(), "device": _device(), "torch": torch.__version__, "threads": args.threads,
+                   "commit": git_commit(ROOT), "device": device_description(), "torch": torch.__version__, "threads": args.threads,
                    "load_average_at_start": load, "load_average_at_end": os.getloadavg(),
                    "bf16_matmul_peak_gflops": peak, "fp32_matmul_peak_gflops": peak32,
                    "workload": {"P": P, "k": K, "max_new_tokens": NEW_TOKENS, "beta": BETA, "learning_rate": LR,

@@ -14,6 +14,9 @@ Lesson 07 compares methods by what they buy (gold reward, KL) *and* what they co
 - `matmul_peak(dtype)`: the GFLOP/s of a large square matmul — the best this machine does — so
   that a training phase's achieved GFLOP/s = FLOPs / seconds can be put as a fraction of it.
 
+And where a stored result came from: `device_description()`, `device_slug()` and `git_commit()`,
+written beside every figure under data/results/.
+
 Taught in notebooks/07_comparison.ipynb; used by benchmarks/vs_trl.py.
 """
 
@@ -22,7 +25,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import os
+import re
 import resource
+import subprocess
 import time
 from pathlib import Path
 from typing import Callable
@@ -131,3 +137,37 @@ def matmul_peak(dtype: torch.dtype = torch.bfloat16, n: int = 2048, repeats: int
         sync()
         best = min(best, time.perf_counter() - start)
     return 2 * n ** 3 / best / 1e9
+
+
+# ----------------------------------------------------------------------------- provenance of a stored result
+
+def device_description() -> str:
+    """The CUDA device's name, else "CPU: <model name>, <n> cores, <t> torch thread(s)"."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    model = "unknown CPU"
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"CPU: {model}, {os.cpu_count()} cores, {torch.get_num_threads()} torch thread(s)"
+
+
+def device_slug() -> str:
+    """"cpu", or the CUDA device's name in lower case with dashes (e.g. "nvidia-h100-80gb-hbm3"): for file names."""
+    if torch.cuda.is_available():
+        return re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name().lower()).strip("-")
+    return "cpu"
+
+
+def git_commit(root: str | Path = ".") -> str | None:
+    """HEAD's hash of the repository at `root`, with "+uncommitted" when tracked files differ from it (None outside git)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=root,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=root, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+uncommitted" if dirty else "")

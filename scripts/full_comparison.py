@@ -15,46 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from reinforce_edu.measure import device_description, device_slug, git_commit
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def device_name() -> str:
-    """"cpu", or the CUDA device's name, lower-case with dashes (e.g. "nvidia-h100-80gb-hbm3")."""
-    if torch.cuda.is_available():
-        return re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name().lower()).strip("-")
-    return "cpu"
-
-
-def device_description() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    model = "unknown CPU"
-    try:
-        model = next(l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                     if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"CPU: {model}, {os.cpu_count()} cores, {torch.get_num_threads()} torch thread(s)"
-
-
-def git_commit() -> str | None:
-    """HEAD's hash, with "+uncommitted" when the working tree differs from it (None outside git)."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, cwd=ROOT, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head + ("+uncommitted" if dirty else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = dict(steps=args.steps, max_new_tokens=args.max_new_tokens, trainable_blocks=args.trainable_blocks,
                     learning_rate=args.learning_rate, critic_learning_rate=args.critic_learning_rate,
                     ppo_epochs=args.ppo_epochs, beta=args.beta, device=args.device)
-    out = args.out or ROOT / "data" / "results" / f"comparison_{device_name()}.json"
+    out = args.out or ROOT / "data" / "results" / f"comparison_{device_slug()}.json"
     start = time.perf_counter()
     results = []
     for seed in args.seeds:
@@ -97,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{res['s_per_step']:.2f} s/step  memory +{res['memory_rise'] / 2**20:.0f} MiB", flush=True)
     payload = {"command": "python " + " ".join([os.path.relpath(__file__, ROOT)] + (argv if argv is not None
                                                                                    else sys.argv[1:])),
-               "commit": git_commit(), "device": device_description(), "device_name": device_name(),
+               "commit": git_commit(ROOT), "device": device_description(), "device_name": device_slug(),
                "torch": torch.__version__, "seconds": time.perf_counter() - start,
                "settings": {**settings, "samples_per_step": args.samples_per_step, "seeds": args.seeds,
                             "eval_prompts": len(held)},

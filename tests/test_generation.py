@@ -56,26 +56,6 @@ def test_logprobs_match_unpadded_loop(tiny):
         torch.testing.assert_close(entropy[i], want_h, atol=1e-3, rtol=0)
 
 
-def test_shared_prompt_pass_equals_the_full_pass(tiny):
-    """group_size=k (each prompt run once, its cache repeated k times) gives the full pass's log-probs and gradient."""
-    model, tok = tiny
-    r = sample(model, tok, PROMPTS, k=3, max_new_tokens=5, seed=1)
-    w = torch.randn(r.completion_mask.shape, generator=torch.Generator().manual_seed(0))
-    params = [p for p in model.parameters() if p.requires_grad]
-    grads = []
-    for k in (1, 3):
-        logp, entropy = completion_logprobs(model, r.input_ids, r.attention_mask, r.prompt_length, group_size=k,
-                                            return_entropy=True)
-        grads.append((logp.detach(), entropy, torch.autograd.grad((logp * w).sum(), params)))
-    (lp1, h1, g1), (lp3, h3, g3) = grads
-    torch.testing.assert_close(lp3, lp1, atol=1e-5, rtol=0)
-    torch.testing.assert_close(h3, h1, atol=1e-5, rtol=0)
-    for a, b in zip(g3, g1):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
-    with pytest.raises(ValueError, match="group_size=2 must divide"):
-        completion_logprobs(model, r.input_ids, r.attention_mask, r.prompt_length, group_size=2)
-
-
 def test_token_logprobs_match_log_softmax():
     """The one-softmax log-probs, entropy and gradient equal log_softmax + gather and −Σ p log p (autograd)."""
     gen = torch.Generator().manual_seed(0)

@@ -7,7 +7,7 @@ import torch
 
 from reinforce_edu.comparison import METHODS, method_config, run_method, summarise
 from reinforce_edu.generation import completion_logprobs, filter_logits, sample, sample_categorical
-from reinforce_edu.measure import PeakMemory, count_flops, matmul_peak
+from reinforce_edu.measure import PeakMemory, count_flops, device_description, device_slug, git_commit, matmul_peak
 from reinforce_edu.models import tiny_llama
 from reinforce_edu.trainer import CHECKPOINT, TrainConfig, Trainer
 
@@ -182,3 +182,19 @@ def test_count_flops_of_a_matmul_and_matmul_peak():
     flops, out = count_flops(lambda: a @ b)
     assert flops == 2 * 8 * 16 * 4 and out.shape == (8, 4)
     assert matmul_peak(torch.float32, n=128, repeats=2) > 0
+
+
+def test_provenance_of_a_stored_result(tmp_path):
+    import re
+    import subprocess
+    assert device_description() and re.fullmatch(r"[a-z0-9-]+", device_slug())
+    assert git_commit(tmp_path) is None  # not a repository
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    subprocess.run(git[:5] + ["init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "f.txt").write_text("a")
+    subprocess.run(git + ["add", "f.txt"], check=True)
+    subprocess.run(git + ["commit", "-qm", "c"], check=True)
+    head = git_commit(tmp_path)
+    assert re.fullmatch(r"[0-9a-f]{40}", head)
+    (tmp_path / "f.txt").write_text("b")
+    assert git_commit(tmp_path) == head + "+uncommitted"

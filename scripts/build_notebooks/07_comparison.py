@@ -349,6 +349,35 @@ cells = [
     bootstraps from $V_\phi$, which does, and the later clipped passes follow a surrogate, not $\nabla J_\beta$.
     *Variance*: lesson 06 measured it on this model — RLOO's is the lowest once rewards drift.
     """),
+    md(r"""
+    ## 8. Speed: our trainer against TRL's `RLOOTrainer`
+
+    Same model, same 64 prompts, the same RLOO step ($k=4$, 16 completions of up to 32 tokens, $\beta=0.05$,
+    every parameter trained), timed in one run by `python benchmarks/vs_trl.py --json
+    data/results/vs_trl_cpu.json` (each side in a fresh process, one thread each). Where our seconds go
+    and what was measured to save them is in the script's docstring and in `trainer.py`'s: one no-grad
+    reference pass, the policy's own pass reused for the KL, logits only at completion positions, each
+    prompt run once per group, a KV-cached sampler, bf16 autocast with fp32 log-probs. The stored result:
+    """),
+    code(r"""
+    # NBVAL_CHECK_OUTPUT
+    bench_path = Path("../data/results/vs_trl_cpu.json")
+    if not bench_path.exists():
+        print("no stored benchmark: python benchmarks/vs_trl.py --json data/results/vs_trl_cpu.json writes one")
+    else:
+        bench = json.loads(bench_path.read_text())
+        print(f"{bench['device']}; torch {bench['torch']}, {bench['threads']} thread(s); commit {str(bench['commit'])[:10]}")
+        print(f"{'side':<6}{'precision':<18}{'s/step':>8}{'samples/s':>11}{'peak RSS MiB':>14}")
+        for r in bench["results"]:
+            label = r["precision"] + (" (TRL's default)" if r["precision"] == "bf16" else "")
+            print(f"{r['side']:<6}{label:<18}{r['s_per_step']:>8.2f}{r['samples_per_s']:>11.2f}{r['peak_rss_mib']:>14.0f}")
+        for precision, ratios in bench["speedup"].items():
+            print(f"speed-up at {precision}: {min(ratios):.2f}x")
+        ours = next(r for r in bench["results"] if r["side"] == "ours" and r["precision"] == "bf16")
+        print(f"our train phase: {ours['train_gflops_per_s'] / bench['bf16_matmul_peak_gflops']:.0%} of the "
+              f"measured bf16 matmul peak")
+        assert all(min(ratios) > 1 for ratios in bench["speedup"].values())  # ours is the faster at both precisions
+    """),
     code(r"""
     print(f"lesson run time: {time.perf_counter() - start:.0f} s")
     """),
