@@ -70,7 +70,7 @@ cells = [
         S = dict(steps=150, side_steps=150, prompts_per_step=16, samples_per_prompt=4, max_new_tokens=48,
                  trainable_blocks=0, learning_rate=1e-5, hard_learning_rate=3e-5, eval_prompts=80, eval_k=4,
                  var_prompts=32)
-    else:     # 2 CPU cores, ~5 minutes in all
+    else:     # 2 CPU cores, ~2 minutes in all
         S = dict(steps=12, side_steps=8, prompts_per_step=4, samples_per_prompt=4, max_new_tokens=16,
                  trainable_blocks=2, learning_rate=3e-4, hard_learning_rate=1e-3, eval_prompts=32, eval_k=2,
                  var_prompts=16)
