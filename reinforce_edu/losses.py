@@ -67,6 +67,10 @@ ADVANTAGE_SCALES = ("none", "group_std", "batch_std")
 TOKEN_BASELINES = ("sequence", "position")
 
 
+class NonFiniteLossError(ValueError):
+    """`reinforce_loss` refused a NaN or infinite loss (a ValueError, so that callers catching those still do)."""
+
+
 @dataclass
 class LossOutput:
     """What `reinforce_loss` returns: the loss to backpropagate and detached diagnostics."""
@@ -227,7 +231,7 @@ def reinforce_loss(
     kl_loss = aggregate(beta * kl_tok, m, aggregation, max_tokens) if (kl_placement == "loss" and beta > 0) else zero
     loss = pg_loss + kl_loss
     if not torch.isfinite(loss):
-        raise ValueError("the loss is not finite (check logp/ref_logp for extreme log-ratios); "
+        raise NonFiniteLossError("the loss is not finite (check logp/ref_logp for extreme log-ratios); "
                          "refusing to return it so that it never reaches the weights")
     return LossOutput(loss=loss, returns=returns, advantages=adv, kl=kl_seq, pg_loss=pg_loss.detach(),
                       kl_loss=kl_loss.detach(), baseline=b, lengths=m.sum(dim=1))

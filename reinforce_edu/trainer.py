@@ -61,7 +61,7 @@ from .baselines import BASELINES, make_baseline
 from .credit import AGGREGATIONS
 from .generation import Rollout, check_prompts, completion_logprobs, context_length, encode_prompts, sample
 from .kl import KL_ESTIMATORS, frozen_copy
-from .losses import ADVANTAGE_SCALES, KL_PLACEMENTS, reinforce_loss
+from .losses import ADVANTAGE_SCALES, KL_PLACEMENTS, NonFiniteLossError, reinforce_loss
 from .measure import PeakMemory
 from .ppo import ValueModel, ppo_update
 from .rewards import RewardFn, compute_rewards, gold_reward
@@ -478,9 +478,7 @@ class Trainer:
                                      kl_estimator=cfg.kl_estimator, kl_placement=cfg.kl_placement,
                                      baseline=self.baseline, group_size=k, prompts=ids, aggregation=cfg.aggregation,
                                      advantage_scale=cfg.advantage_scale)
-            except ValueError as err:
-                if "the loss is not finite" not in str(err):  # reinforce_loss refuses a non-finite loss
-                    raise
+            except NonFiniteLossError:  # reinforce_loss refuses a non-finite loss
                 reason = "non-finite loss"
             if reason is None:
                 grad_norm, reason = self._apply(out.loss)

@@ -7,7 +7,7 @@ import torch
 
 from reinforce_edu.baselines import BatchMeanBaseline, LeaveOneOutBaseline, NoBaseline, advantages
 from reinforce_edu.credit import AGGREGATIONS, aggregation_weights
-from reinforce_edu.losses import reinforce_loss, seed_reinforce_loss
+from reinforce_edu.losses import NonFiniteLossError, reinforce_loss, seed_reinforce_loss
 from reinforce_edu.policy_gradient import surrogate_loss
 
 
@@ -215,3 +215,14 @@ def test_position_baseline_is_leave_one_out_of_the_reward_to_go():
     assert torch.allclose(out.advantages, G - b)
     with pytest.raises(ValueError, match="token_baseline"):
         reinforce_loss(logp, r, credit="token", token_baseline="prefix")
+
+
+def test_a_nonfinite_loss_is_refused():
+    """Finite inputs whose advantages overflow fp32: the loss is refused with its own error (a ValueError)."""
+    logp = torch.zeros(4, 3, requires_grad=True)
+    rewards = torch.tensor([3e38, -3e38, 3e38, -3e38])
+    with pytest.raises(NonFiniteLossError, match="the loss is not finite"):
+        reinforce_loss(logp, rewards, baseline=LeaveOneOutBaseline(), group_size=2)
+    assert issubclass(NonFiniteLossError, ValueError)
+    out = reinforce_loss(logp, rewards / 1e38, baseline=LeaveOneOutBaseline(), group_size=2)
+    assert torch.isfinite(out.loss)
