@@ -340,7 +340,7 @@ cells = [
     """),
     md(r"""
     **Reading the measured row.** *Memory*: the seed says ~2× for PPO; on the CPU setting we measure
-    about 1.4×. The critic is a second copy of the transformer, but with only 2 blocks trainable most of
+    about 1.3–1.4× (it varies a little from run to run). The critic is a second copy of the transformer, but with only 2 blocks trainable most of
     both models is frozen bf16 weights, and the fp32 master weights, gradients and AdamW moments — 16
     bytes per trained parameter, per model — are small. Fine-tuning every parameter
     (`trainable_blocks=0`, the GPU setting) makes those dominate, and the ratio moves toward 2×.
@@ -369,13 +369,14 @@ cells = [
         print("no stored benchmark: python benchmarks/vs_trl.py --json data/results/vs_trl_cpu.json writes one")
     else:
         bench = json.loads(bench_path.read_text())
-        print(f"{bench['device']}; torch {bench['torch']}, {bench['threads']} thread(s); commit {str(bench['commit'])[:10]}")
+        print(f"{bench['device']}; torch {bench['torch']}; commit {str(bench['commit'])[:10]}; {1 + max(r.get('repeat', 0) for r in bench['results'])} "
+              f"repeat(s) of each configuration")
         print(f"{'side':<6}{'precision':<18}{'s/step':>8}{'samples/s':>11}{'peak RSS MiB':>14}")
         for r in bench["results"]:
             label = r["precision"] + (" (TRL's default)" if r["precision"] == "bf16" else "")
             print(f"{r['side']:<6}{label:<18}{r['s_per_step']:>8.2f}{r['samples_per_s']:>11.2f}{r['peak_rss_mib']:>14.0f}")
         for precision, ratios in bench["speedup"].items():
-            print(f"speed-up at {precision}: {min(ratios):.2f}x")
+            print(f"speed-up at {precision}: " + ", ".join(f"{x:.2f}x" for x in ratios))
         ours = next(r for r in bench["results"] if r["side"] == "ours" and r["precision"] == "bf16")
         print(f"our train phase: {ours['train_gflops_per_s'] / bench['bf16_matmul_peak_gflops']:.0%} of the "
               f"measured bf16 matmul peak")
