@@ -1,7 +1,7 @@
 """Our trainer against TRL's RLOOTrainer: the same RLOO step on the same model, timed in one run.
 
     python benchmarks/vs_trl.py                      # CPU: 2 warm-up + 6 timed steps per side
-    python benchmarks/vs_trl.py --steps 10 --repeats 2 --json data/results/vs_trl_cpu.json
+    python benchmarks/vs_trl.py --steps 6 --repeats 2 --json data/results/vs_trl_cpu.json   # the stored result
 
 Both sides: SmolLM2-135M-Instruct (the course's offline copy, every parameter trains, fp32 master
 weights, AdamW), the same 64 training prompts (data/prompts_train.jsonl), P = 4 prompts × k = 4
@@ -11,7 +11,7 @@ reward function (the gold scorer, VADER: a few ms, so the timings are those of t
 
 Configurations, each in a fresh process (so its peak memory is its own):
   TRL  default precision: RLOOConfig's defaults, i.e. bf16=True (autocast) and gradient_checkpointing=True
-  ours default precision: TrainConfig's defaults, dtype="auto" (bf16 autocast)
+  ours default precision: dtype="bf16", which is what TrainConfig's default dtype="auto" means (bf16 autocast)
   TRL  fp32: bf16=False       ours fp32: dtype="fp32"
 On a CPU TRL's default is bf16 autocast like ours, so "default vs default" is also the matched-bf16
 comparison; fp32 vs fp32 is the second matched point. Targets (CPU): ours >= 3x TRL's default,
@@ -163,14 +163,11 @@ def worker_ours(precision: str, steps: int, warmup: int) -> dict:
     res["train_s_per_step"] = statistics.median(train_times)
 
     # FLOPs of the train phase of one more step = FLOPs of the step − FLOPs of its generation
-    from torch.utils.flop_counter import FlopCounterMode
     gen_flops = []
 
     def counted_rollout(*a, **k):
-        counter = FlopCounterMode(display=False)
-        with counter:
-            r = timed_rollout(*a, **k)
-        gen_flops.append(counter.get_total_flops())
+        flops, r = count_flops(lambda: timed_rollout(*a, **k))
+        gen_flops.append(flops)
         return r
 
     trainer.rollout = counted_rollout

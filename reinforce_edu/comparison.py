@@ -36,7 +36,7 @@ import torch
 
 from ._checks import check_choice, check_positive_int
 from .measure import PeakMemory, release_memory, rss_bytes
-from .trainer import TrainConfig, Trainer
+from .trainer import TrainConfig, Trainer, resolve_device
 
 METHODS: dict[str, dict] = {
     "vanilla_pg": dict(samples_per_prompt=1, baseline="none"),
@@ -81,8 +81,7 @@ def run_method(name: str, seed: int, *, samples_per_step: int, policy, tokenizer
     cfg = method_config(name, samples_per_step, seed=seed, progress=False,
                         output_dir=settings.pop("output_dir", None) or tempfile.mkdtemp(prefix=f"cmp_{name}_"),
                         **settings)
-    cuda = cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())
-    device = torch.device(cfg.device if cfg.device.startswith("cuda") else "cuda" if cuda else "cpu")
+    device = resolve_device(cfg.device)
     release_memory()
     before = torch.cuda.memory_allocated(device) if device.type == "cuda" else (rss_bytes() or 0)
     trainer = Trainer(cfg, policy=copy.deepcopy(policy), tokenizer=tokenizer, prompts=prompts,

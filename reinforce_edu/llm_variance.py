@@ -31,10 +31,10 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import check_positive_int, check_tensor
-from .baselines import Baseline
+from .baselines import Baseline, advantages
 from .generation import Rollout, completion_logprobs
 from .per_sample import per_sample_grads
-from .trainer import transformer_blocks
+from .trainer import attention_kernel, transformer_blocks
 from .variance import estimator_stats
 
 
@@ -86,12 +86,8 @@ def score_gradients(model: nn.Module, rollout: Rollout, *, n_blocks: int = 1, ch
     this measurement. `chunk_size` bounds the memory of the vectorised pass.
     """
     check_positive_int(n_blocks, "n_blocks")
-    previous = model.config._attn_implementation
-    model.set_attn_implementation("eager")  # plain matmul attention: vmap has batching rules for all of it
-    try:
+    with attention_kernel(model, "eager"):  # plain matmul attention: vmap has batching rules for all of it
         return _score_gradients(model, rollout, n_blocks, chunk_size)
-    finally:
-        model.set_attn_implementation(previous)
 
 
 def _score_gradients(model: nn.Module, rollout: Rollout, n_blocks: int, chunk_size: int | None) -> Tensor:
@@ -130,7 +126,7 @@ def gradient_variance(scores: Tensor, returns: Tensor, baselines: Mapping[str, B
     s = scores.view(P, k, -1)  # (P, k, D)
     rows = []
     for name, baseline in baselines.items():
-        adv = (returns - baseline(returns)).to(s.dtype)  # (P, k)
+        adv = advantages(returns, baseline).to(s.dtype)  # (P, k): A_ij = R_ij − b_ij
         G = torch.einsum("pk,pkd->pd", adv, s).double() / k  # (P, D): G_i = (1/k) Σ_j A_ij s_ij
         stats = estimator_stats(G)
         rows.append({"baseline": name, "variance": stats["variance"], "batch_variance": stats["variance"] / P,

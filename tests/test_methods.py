@@ -1,6 +1,7 @@
 """Lesson 07's methods through the one trainer (PPO, GRPO), the shared-prompt passes, the cost meters."""
 
 import math
+import time
 
 import pytest
 import torch
@@ -21,12 +22,12 @@ def char_reward(completions, **kwargs):
 pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
-def make(tmp_path, **overrides):
+def make(tmp_path, reward_fn=char_reward, **overrides):
     model, tok = tiny_llama(seed=0)
     settings = dict(reward="gold", prompts_per_step=2, samples_per_prompt=2, max_new_tokens=4, steps=1,
                     learning_rate=1e-2, output_dir=str(tmp_path / "run"), progress=False, device="cpu")
     settings.update(overrides)
-    return Trainer(TrainConfig(**settings), policy=model, tokenizer=tok, reward_fn=char_reward, prompts=PROMPTS)
+    return Trainer(TrainConfig(**settings), policy=model, tokenizer=tok, reward_fn=reward_fn, prompts=PROMPTS)
 
 
 # ---- the shared-prompt passes are the full passes ---------------------------------------
@@ -123,12 +124,25 @@ def test_ppo_resume_restores_the_critic(tmp_path):
     assert t2.critic_optimizer.state_dict()["state"]
 
 
-def test_grpo_step_uses_group_std_advantages(tmp_path):
-    t = make(tmp_path, baseline="prompt_mean", advantage_scale="group_std", samples_per_prompt=4, beta=0.0)
+def test_grpo_step_uses_group_std_advantages(tmp_path, monkeypatch):
+    """The trainer's GRPO step: each prompt's sequence advantages have standard deviation 1 (up to ε)."""
+    import reinforce_edu.trainer as trainer_module
+    outs = []
+
+    def spy(*a, **k):
+        outs.append(trainer_module_loss(*a, **k))
+        return outs[-1]
+
+    trainer_module_loss = trainer_module.reinforce_loss
+    monkeypatch.setattr(trainer_module, "reinforce_loss", spy)
+    t = make(tmp_path, baseline="prompt_mean", advantage_scale="group_std", samples_per_prompt=4, beta=0.0,
+             reward_fn=lambda completions, **kw: [float(i % 4) for i in range(len(completions))])
     (rec,) = t.train()
-    assert rec["skipped"] is None and math.isfinite(rec["advantage_std"])
-    # per prompt the scaled advantages have std 1 (up to ε); pooled over the batch, close to it
-    assert 0.5 < rec["advantage_std"] < 1.5
+    assert rec["skipped"] is None
+    (out,) = outs
+    adv = out.advantages[:, 0].view(2, 4)  # (P, k): sequence credit, the same on every token of a row
+    torch.testing.assert_close(adv.std(dim=1), torch.ones(2), atol=1e-3, rtol=0)
+    torch.testing.assert_close(adv.mean(dim=1), torch.zeros(2), atol=1e-6, rtol=0)
 
 
 def test_method_settings_are_validated():
@@ -172,16 +186,19 @@ def test_peak_memory_sees_an_allocation():
     with PeakMemory("cpu") as mem:
         x = torch.ones(50 * 2 ** 18)  # 50 MiB
         del x
-    if mem.kind == "rss":
-        assert mem.rise >= 45 * 2 ** 20
-    assert mem.peak >= mem.start
+    if mem.kind != "rss":
+        pytest.skip("this platform's peak-memory meter cannot be reset (no /proc)")
+    assert mem.rise >= 45 * 2 ** 20
 
 
 def test_count_flops_of_a_matmul_and_matmul_peak():
     a, b = torch.randn(8, 16), torch.randn(16, 4)
     flops, out = count_flops(lambda: a @ b)
     assert flops == 2 * 8 * 16 * 4 and out.shape == (8, 4)
-    assert matmul_peak(torch.float32, n=128, repeats=2) > 0
+    start = time.perf_counter()
+    peak = matmul_peak(torch.float32, n=128, repeats=2)  # GFLOP/s = 2·n³·repeats / seconds / 1e9
+    elapsed = time.perf_counter() - start
+    assert 2 * 128 ** 3 * 2 / elapsed / 1e9 <= peak < 1e5  # at least the rate the whole call achieved, finite
 
 
 def test_provenance_of_a_stored_result(tmp_path):

@@ -194,3 +194,16 @@ def test_train_toy_smoke_improves_the_exact_reward():
     assert all(not torch.equal(a, b) for a, b in zip(before, policy.parameters()))  # every parameter moved
     with pytest.raises(ValueError, match="reserved"):
         train_toy(policy, TASK, match_reward, ToyTrainConfig(steps=1), metrics={"step": lambda p: 0.0})
+
+
+def test_train_toy_max_grad_norm_zero_turns_clipping_off():
+    """max_grad_norm=0 means no clipping (as in TrainConfig): the step equals an unclipped one, not a zero step."""
+    from reinforce_edu.toy_train import ToyTrainConfig, train_toy
+    runs = []
+    for norm in (0.0, 1e9):  # off, and a bound no gradient reaches
+        policy = ToyPolicy(TASK, hidden=8, seed=2)
+        train_toy(policy, TASK, match_reward, ToyTrainConfig(steps=1, k=4, lr=0.03, max_grad_norm=norm))
+        runs.append([p.detach().clone() for p in policy.parameters()])
+    start = [p.detach() for p in ToyPolicy(TASK, hidden=8, seed=2).parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
+    assert all(not torch.equal(a, b) for a, b in zip(runs[0], start))

@@ -19,7 +19,7 @@ cells = [
     - **the variance of the policy gradient on the real LLM** for no baseline, a running mean and RLOO,
       from per-sample gradients of the last transformer block.
 
-    On a 2-core CPU the whole lesson takes about 5 minutes at small settings; with CUDA the settings cell
+    On a 2-core CPU the whole lesson takes about 2 minutes at small settings; with CUDA the settings cell
     switches to full-size runs.
     """),
     md(r"""
@@ -55,7 +55,7 @@ cells = [
 
     from reinforce_edu.baselines import LeaveOneOutBaseline, NoBaseline, RunningMeanBaseline
     from reinforce_edu.data import load_prompts
-    from reinforce_edu.generation import completion_logprobs, encode_prompts, sample
+    from reinforce_edu.generation import completion_logprobs, encode_prompts, position_ids, sample
     from reinforce_edu.llm_variance import gradient_variance, score_gradients
     from reinforce_edu.models import load_model
     from reinforce_edu.reward_model import load_reward_model
@@ -119,7 +119,7 @@ cells = [
     with torch.no_grad():
         lp = completion_logprobs(model, r.input_ids, r.attention_mask, r.prompt_length)  # (4, 8)
         full = torch.log_softmax(model(input_ids=r.input_ids, attention_mask=r.attention_mask,
-                                       position_ids=(r.attention_mask.cumsum(-1) - 1).clamp(min=0)).logits.float(), -1)
+                                       position_ids=position_ids(r.attention_mask)).logits.float(), -1)
     want = full[:, r.prompt_length - 1:-1].gather(-1, r.completion_ids[..., None]).squeeze(-1)
     err = ((lp - want) * r.completion_mask).abs().max().item()
     print(f"completion log-probs agree with the full log-softmax within 1e-4: {err < 1e-4}")
@@ -143,7 +143,9 @@ cells = [
     scorer (lesson 05) never reaches the loss. We sample answers to **held-out** prompts — topics never
     seen in training — from $\pi_{\rm ref}$ (before) and from the trained policy (after), with the same seed,
     and compare mean gold rewards. Each mean has standard error ${\rm SE}=s/\sqrt n$; the difference of two
-    independent means has ${\rm SE}=\sqrt{{\rm SE}_1^2+{\rm SE}_2^2}$.
+    independent means has ${\rm SE}=\sqrt{{\rm SE}_1^2+{\rm SE}_2^2}$. Ours are not quite independent —
+    the same prompts serve both — and answers to the same prompt tend to score alike, which makes this SE
+    of the difference too large rather than too small: the test is conservative.
     """),
     code(r"""
     held = heldout[:S["eval_prompts"]]
@@ -223,9 +225,9 @@ cells = [
     md(r"""
     What the short CPU run shows, honestly: without the leash the policy drifts several times further from
     $\pi_{\rm ref}$ (the KL column, asserted) and its answers converge on a few stock openings. The proxy
-    climbs faster, and so may the gold reward — but per unit of proxy reward gained it buys no more gold
-    (the last line), at several times the KL. The proxy's gains are only partly real gains; that gap is
-    the first sign of over-optimisation. The classic picture — gold reward *falling* while the proxy still climbs — needs
+    climbs faster, and so does the gold reward — at about the same gold per unit of proxy gained (the
+    last line), but at several times the KL. So far the extra distance bought real gains at the same rate;
+    the price is the distance itself, and only part of the proxy gain is gold gain. The classic picture — gold reward *falling* while the proxy still climbs — needs
     longer optimisation than a few CPU steps: with CUDA the settings cell runs 150 steps; compare the
     `proxy_reward` and `gold_reward` curves of `runs/06_beta0/metrics.jsonl`. A second warning sign to
     watch in longer runs is the last column: once the policy's answers all sit where the proxy is high, the
@@ -258,7 +260,8 @@ cells = [
     for name, recs in (("clip 1.0", on), ("no clip", off)):
         print(f"{name:<14}{mean(recs, 'proxy_reward'):>7.2f}{mean(recs, 'gold_reward'):>7.2f}{mean(recs, 'kl'):>7.2f}")
     print("skipped (non-finite) steps:", sum(r["n_skipped"] for r in (log[-1], off[-1])))
-    assert frac > 0.5 and all(r["skipped"] is None for r in on + off)
+    assert frac >= 0.9 and norms[len(norms) // 2] > 10  # clipping acts on (nearly) every step; norms are tens
+    assert all(r["skipped"] is None for r in on + off)
     """, checked=True),
     code(r"""
     axes = plot_log(on, keys=("proxy_reward", "gold_reward", "kl"), label="clip 1.0")
@@ -269,8 +272,8 @@ cells = [
     """),
     md(r"""
     Clipping acted on (nearly) every step — the raw gradient norm of the summed sequence log-probs is
-    tens — and yet the run without clipping stayed stable in these few steps (no skipped update, a similar
-    proxy reward; at this size the gold columns are too noisy to rank the two). With
+    tens — and yet the run without clipping stayed stable in these few steps (no skipped update, a proxy
+    reward somewhat lower but of the same order; at this size the gold columns are too noisy to rank the two). With
     AdamW, "essential" overstates it: the optimiser's per-coordinate normalisation already bounds each
     step to about the learning rate. Clipping still earns its place as insurance against a *rare* outlier
     batch (one huge gradient would otherwise dominate Adam's moment estimates for many steps) and it is
@@ -326,6 +329,9 @@ cells = [
     for c in offsets[1:]:
         assert table[c]["rloo"] < table[c]["none"] and table[c]["running_mean"] < table[c]["none"]
     assert all(abs(table[c]["rloo"] / table[0.0]["rloo"] - 1) < 1e-6 for c in offsets)  # RLOO ignores offsets
+    assert table[0.0]["rloo"] > table[0.0]["none"]  # centred rewards: RLOO pays its k/(k-1) price
+    assert table[0.0]["none"] < table[1.0]["none"] < table[3.0]["none"]  # no baseline grows with the offset
+    assert all(abs(table[c]["running_mean"] / table[0.0]["running_mean"] - 1) < 0.05 for c in offsets)  # it follows
     """, checked=True),
     code(r"""
     fig, ax = plt.subplots(figsize=(6, 3.2))
