@@ -26,6 +26,7 @@ import ctypes
 import ctypes.util
 import gc
 import os
+import platform
 import re
 import resource
 import subprocess
@@ -141,17 +142,37 @@ def matmul_peak(dtype: torch.dtype = torch.bfloat16, n: int = 2048, repeats: int
 
 # ----------------------------------------------------------------------------- provenance of a stored result
 
+def _cpuinfo(field: str) -> str | None:
+    """The first `field : value` line of /proc/cpuinfo (None where there is none)."""
+    try:
+        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith(field))
+    except (OSError, StopIteration):
+        return None
+
+
 def device_description() -> str:
     """The CUDA device's name, else "CPU: <model name>, <n> cores, <t> torch thread(s)"."""
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
-    model = "unknown CPU"
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"CPU: {model}, {os.cpu_count()} cores, {torch.get_num_threads()} torch thread(s)"
+    return f"CPU: {_cpuinfo('model name') or 'unknown CPU'}, {os.cpu_count()} cores, {torch.get_num_threads()} torch thread(s)"
+
+
+# the instruction sets that pick different matmul and reduction kernels (so different rounding)
+_KERNEL_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "asimd", "sve")
+
+
+def platform_id() -> str:
+    """What decides the floating-point results of a lesson: CPU model and kernel-picking instruction sets,
+    torch build, CUDA device. e.g. "Intel(R) Xeon(R) Processor [avx2 avx512f avx512_bf16 amx_bf16]; torch 2.13.0+cpu; no CUDA".
+
+    Sampled training runs repeat bit for bit only on the same platform: on another CPU the matmul
+    kernels round differently, a sample somewhere flips, and the run's figures move within their noise.
+    """
+    flags = set((_cpuinfo("flags") or _cpuinfo("Features") or "").split())
+    cpu = f"{_cpuinfo('model name') or platform.processor() or platform.machine()} [{' '.join(f for f in _KERNEL_FLAGS if f in flags)}]"
+    cuda = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA"
+    return f"{cpu}; torch {torch.__version__}; {cuda}"
 
 
 def device_slug() -> str:

@@ -7,6 +7,10 @@ Uses nbclient (the engine behind `jupyter nbconvert --execute`). Each notebook r
 a fresh kernel with the notebooks/ folder as working directory; the time each took is
 printed, and a table at the end. A failing lesson stops the run with its error, and
 the notebook on disk keeps its previous outputs (it is written only on success).
+
+Each executed lesson records the platform that produced its outputs (`measure.platform_id`: CPU
+and its kernel-picking instruction sets, torch build, CUDA device) in its metadata; the test suite
+compares checked outputs bit for bit only on that platform (see tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from reinforce_edu.measure import platform_id
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -33,6 +39,7 @@ def execute(path: Path, timeout: int) -> float:
     start = time.perf_counter()
     client.execute()
     elapsed = time.perf_counter() - start
+    nb.metadata["reinforce_edu"] = {"platform": platform_id()}  # where these outputs come from
     tmp = path.with_suffix(".ipynb.tmp")
     nbformat.write(nb, tmp)
     os.replace(tmp, path)  # atomic: an interrupted run never leaves a half-written lesson

@@ -329,7 +329,7 @@ cells = [
     for c in offsets[1:]:
         assert table[c]["rloo"] < table[c]["none"] and table[c]["running_mean"] < table[c]["none"]
     assert all(abs(table[c]["rloo"] / table[0.0]["rloo"] - 1) < 1e-6 for c in offsets)  # RLOO ignores offsets
-    assert table[0.0]["rloo"] > table[0.0]["none"]  # centred rewards: RLOO pays its k/(k-1) price
+    assert table[0.0]["rloo"] < 2 * table[0.0]["none"]  # centred rewards: at most about RLOO's k/(k-1) price
     assert table[0.0]["none"] < table[1.0]["none"] < table[3.0]["none"]  # no baseline grows with the offset
     assert all(abs(table[c]["running_mean"] / table[0.0]["running_mean"] - 1) < 0.05 for c in offsets)  # it follows
     """, checked=True),
@@ -349,9 +349,11 @@ cells = [
     """),
     md(r"""
     Read the table from left to right. At $c=0$ the rewards are already centred — "no baseline" then behaves
-    like a good constant baseline, and RLOO pays its price: its advantage $R_{ij}-\frac1{k-1}\sum_{l\ne j}R_{il}$
-    has variance $\frac{k}{k-1}\sigma^2$ where the centred reward has $\sigma^2+\mu_x^2$, and here the spread
-    *within* a prompt dominates the differences *between* prompts. As soon as the rewards drift — and they do:
+    like a good constant baseline, and RLOO has little left to gain; it even pays a price: its advantage
+    $R_{ij}-\frac1{k-1}\sum_{l\ne j}R_{il}$ has variance $\frac{k}{k-1}\sigma^2$ where the centred reward has
+    $\sigma^2+\mu_x^2$ ($\sigma^2$: the spread *within* a prompt, $\mu_x^2$: the differences *between*
+    prompts). Which of the two is smaller at $c=0$ depends on the batch — rerun with another `seed` of
+    `sample` and it can swap — but the price is bounded (asserted: less than 2×). As soon as the rewards drift — and they do:
     training moves them by the proxy gain of section 2 — the variance without a baseline grows like $c^2$,
     while RLOO does not move at all and the running mean follows. That is why RLOO (or any baseline that
     tracks the reward level) is the default in `reinforce_edu.train`.

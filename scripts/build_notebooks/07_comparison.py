@@ -31,11 +31,13 @@ cells = [
     Every method trains the last 2 of SmolLM2's 30 blocks on the CPU (lesson 06), sees $B=8$ samples
     per step — $P=8$ prompts × $k=1$, $P=4$ × $k=2$ or $P=2$ × $k=4$ — for the same number of steps, at
     the same learning rate, $\beta=0.05$, the reward model of lesson 05 as the proxy and the gold scorer
-    on the side. One torch thread: the numbers then repeat exactly on every run of the notebook.
+    on the side. A fixed number of torch threads (two, the cores of the course's laptop): the numbers then
+    repeat exactly on every run of the notebook on the same machine.
     """),
     code(r"""
     import json
     import math
+    import os
     import time
     from pathlib import Path
 
@@ -50,13 +52,13 @@ cells = [
     from reinforce_edu.ppo import clipped_surrogate, gae, token_rewards
 
     start = time.perf_counter()
-    torch.set_num_threads(1)  # the same numbers on every run, and no slow-down on a busy machine
+    torch.set_num_threads(min(2, os.cpu_count() or 1))  # a fixed count: the same numbers on every run
     CUDA = torch.cuda.is_available()
     if CUDA:  # full size
         S = dict(steps=100, samples_per_step=32, max_new_tokens=48, trainable_blocks=0, learning_rate=1e-5,
                  eval_prompts=80, seeds=(0, 1, 2))
     else:     # 2 CPU cores, ~4 minutes
-        S = dict(steps=6, samples_per_step=8, max_new_tokens=12, trainable_blocks=2, learning_rate=3e-4,
+        S = dict(steps=5, samples_per_step=8, max_new_tokens=12, trainable_blocks=2, learning_rate=3e-4,
                  eval_prompts=32, seeds=(0, 1, 2))
     COMMON = dict(steps=S["steps"], max_new_tokens=S["max_new_tokens"], trainable_blocks=S["trainable_blocks"],
                   learning_rate=S["learning_rate"], beta=0.05, ppo_epochs=2)
@@ -237,36 +239,37 @@ cells = [
     best_gain = summary["rloo_k4"]["eval_gold"] - summary["vanilla_pg"]["eval_gold"]
     print(f"RLOO k=4 minus vanilla PG: {best_gain:+.2f} "
           f"± {math.hypot(summary['rloo_k4']['eval_gold_se'], summary['vanilla_pg']['eval_gold_se']):.2f}")
-    assert "contradicts" not in resolved  # no neighbouring pair of the paper comes out reversed by > 2 SE
-    if not CUDA:  # the CPU run the prose below reads
-        by_gold = sorted(summary, key=lambda n: summary[n]["eval_gold"])
-        assert by_gold[-1] == "rloo_k4" and by_gold[0] == "vanilla_pg" and set(resolved) == {"not resolved"}
+    by_gold = sorted(summary, key=lambda n: -summary[n]["eval_gold"])
+    print(f"highest mean: {LABELS[by_gold[0]]}, lowest: {LABELS[by_gold[-1]]}; of the paper's 4 neighbouring pairs "
+          f"{resolved.count('agrees')} agree, {resolved.count('contradicts')} contradict, "
+          f"{resolved.count('not resolved')} are not resolved at 2 SE")
+    assert len(resolved) == 4 and all(math.isfinite(summary[n]["eval_gold_se"]) for n in paper)
     """),
     md(r"""
-    **What agrees, and what does not.** At this budget — 6 steps of 8 samples, 3 seeds — the standard
-    errors are as large as the gaps: none of the paper's four neighbouring comparisons is resolved, and
-    none is contradicted (asserted). The means point the paper's way at the two ends: **RLOO $k=4$ has the
-    highest mean of all six and vanilla PG the lowest**, and RLOO $k=4$'s lead over vanilla PG is just under
-    2 standard errors. In between, the order is not the paper's: PPO comes second and RLOO $k=2$ falls
-    below the running mean, each within about one standard error of its neighbours. GRPO, which the paper
-    did not test, sits in the middle. So: the paper's headline (more samples per prompt with a
-    leave-one-out baseline helps) is consistent with what we see, but this run *confirms* none of its
-    ordering; section 6 asks whether a run with 4× the samples does better.
+    **What agrees, and what does not.** At this budget — 5 steps of 8 samples, 3 seeds — the standard
+    errors are as large as the gaps, and the last lines above say what this run resolved. Expect little:
+    the gaps the paper reports (a few win-rate points) are far below what 3 seeds of 40 samples can
+    separate, so the printed order of the means is mostly noise. Rerun the lesson on another machine —
+    another CPU rounds its matmuls differently, a sampled token flips, and each run takes another path — and
+    the order reshuffles; a pair that clears 2 standard errors on one machine may not on the next (with 3
+    seeds the standard errors are rough themselves). That reshuffling *is* the finding at this size: it
+    says how much evidence an ordering needs. Section 6
+    asks whether a run with about 5× the samples does better.
 
     Why ours may differ, beyond noise:
-    - **Budget.** 48 samples per run against the paper's full passes over TL;DR. Early in training the
-      methods that move the policy furthest may have an edge: RLOO $k=4$ and PPO reached the largest KL
-      (table of section 4) — but the KL's standard errors are large, and vanilla PG moved further than
-      three others and still came last, so this is a hint, not a finding. PPO takes `ppo_epochs=2` optimiser steps per batch, twice the others'.
-    - **Prompts vs samples per prompt.** At an equal budget $k=4$ means 2 prompts per step, $k=1$ eight.
-      Here RLOO $k=4$ has the best mean despite seeing a quarter of the prompts per step; with many more
-      steps both matter.
+    - **Budget.** 40 samples per run against the paper's full passes over TL;DR. Early in training the
+      methods that move the policy furthest may have an edge — compare the KL column of section 4 with the
+      gold column, and mind the KL's large standard errors. PPO takes `ppo_epochs=2` optimiser steps per
+      batch, twice the others'.
+    - **Prompts vs samples per prompt.** At an equal budget $k=4$ means 2 prompts per step, $k=1$ eight:
+      RLOO $k=4$ and GRPO see a quarter of the prompts per step that vanilla PG sees. With many more steps
+      both matter.
     - **The policy class.** Only the last 2 of 30 blocks train on the CPU; the paper fine-tuned all
       of Pythia (1B and 6.9B).
     - **The reward.** A linear probe on frozen SmolLM2 features (lesson 05), judged by VADER, against a
       6.9B reward model judged by GPT-4 win-rates. Our proxy is already centred on the data (lesson 05),
       which acts like a baseline: vanilla PG loses less to the running mean than it would on raw rewards.
-    - **PPO's critic** starts from the policy with a zero head and has 6 steps to learn; in the paper it
+    - **PPO's critic** starts from the policy with a zero head and has 5 steps to learn; in the paper it
       starts from the reward model and trains for thousands of steps.
     """),
     md(r"""
@@ -314,18 +317,19 @@ cells = [
         g_full, se_full = gap(fs, "rloo_k4", "vanilla_pg")
         assert g_full > 2.5 * se_full
         assert set(sorted(fs, key=lambda n: -fs[n]["eval_gold"])[:2]) == {"grpo", "ppo"}
-        if not CUDA:  # with 4x the samples, every method ends higher than in this lesson's CPU run
-            assert all(fs[n]["eval_gold"] > summary[n]["eval_gold"] for n in fs)
+        mean_gold = lambda sm: sum(sm[n]["eval_gold"] for n in fs) / len(fs)
+        print(f"held-out gold, mean of the six methods: this lesson {mean_gold(summary):.2f}, stored run {mean_gold(fs):.2f}")
+        if not CUDA:  # with ~5x the samples, the methods end higher on average than in this lesson's CPU run
+            assert mean_gold(fs) > mean_gold(summary)
         assert all(math.isfinite(row["eval_gold"]) for row in fs.values())
     """),
     md(r"""
-    The stored run sees 4× the samples of this lesson (16 per step, 12 steps, 16-token answers) and every
-    method ends higher. Its order is not this lesson's: there GRPO and PPO come out on top, RLOO $k=4$
-    next, vanilla PG last. Read the gaps with their standard errors and very little survives from one run
-    to the other: **RLOO $k=4$ ahead of vanilla PG** points the same way in both (resolved, by more than 2.5
-    standard errors, only in the larger run), as in the paper; RLOO $k=4$ over $k=2$ is within noise in
-    both; PPO against RLOO $k=4$ changes sign from one run to the other, at most about one standard error each
-    time — not a finding.
+    The stored run sees about 5× the samples of this lesson (16 per step, 12 steps, 16-token answers) and its
+    methods end higher on average (asserted). There GRPO and PPO come out on top, RLOO $k=4$ next, vanilla
+    PG last, and **RLOO $k=4$ ahead of vanilla PG** is resolved by more than 2.5 standard errors (asserted),
+    as in the paper. RLOO $k=4$ over $k=2$ is within noise there, and PPO against RLOO $k=4$ is about one
+    standard error — not a finding. Set this lesson's gaps (printed beside them) against the stored ones,
+    each with its standard error: a sign that flips between two runs is a gap neither run resolved.
     Two honest runs of different sizes ordering the middle differently *is* the lesson: at these
     budgets the fine ordering of similar estimators is noise, and a claim like "77.9 vs 74.2" needs far
     more samples and seeds than a laptop run affords (the paper trained on the TL;DR training set with a
@@ -351,12 +355,12 @@ cells = [
     """),
     md(r"""
     **Reading the measured row.** *Memory*: the seed says ~2× for PPO; on the CPU setting we measure
-    about 1.3–1.4× (it varies a little from run to run). The critic is a second copy of the transformer, but with only 2 blocks trainable most of
+    well under that (the row above; asserted above 1.15×). The critic is a second copy of the transformer, but with only 2 blocks trainable most of
     both models is frozen bf16 weights, and the fp32 master weights, gradients and AdamW moments — 16
     bytes per trained parameter, per model — are small. Fine-tuning every parameter
     (`trainable_blocks=0`, the GPU setting) makes those dominate, and the ratio moves toward 2×.
-    *Compute*: PPO's step costs about 2.5–2.6× RLOO's: two training passes of the policy instead of one, and a
-    forward and backward pass of the critic in each. *Bias*: vanilla PG, the running mean and RLOO are
+    *Compute*: PPO's step costs a multiple of RLOO's (the row above; asserted above 1.3× every other
+    method): two training passes of the policy instead of one, and a forward and backward pass of the critic in each. *Bias*: vanilla PG, the running mean and RLOO are
     unbiased estimates of $\nabla J_\beta$ (lessons 01–04; RLOO's baseline excludes the sample itself).
     GRPO's division by the group's standard deviation reweights prompts (section 2): biased. PPO's first
     pass is REINFORCE with a learned baseline — a baseline does not bias, but GAE with $\lambda<1$
