@@ -27,7 +27,8 @@ repeated for its k samples); one no-grad pass of π_ref, and the policy's own tr
 gives log π_θ for the KL; log π, its gradient and the entropy come from one softmax
 (generation.token_logprobs); on a CPU plain-matmul attention in the scoring passes and the
 fused kernel in sampling, each where it is faster (`attention`); the frozen π_ref
-stores its block weights in the compute dtype; a fused AdamW. With `trainable_blocks=N` only the last N transformer blocks and the final norm
+stores its block weights in the compute dtype; a fused AdamW. (`torch.compile` of the blocks was measured and does not pay
+on a CPU: benchmarks/torch_compile.py.) With `trainable_blocks=N` only the last N transformer blocks and the final norm
 train, the frozen rest is stored in bf16 and the backward pass stops at block L − N.
 
 Methods (lesson 07): `method="reinforce"` is the loop above, with any baseline and GRPO's
