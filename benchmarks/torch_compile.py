@@ -1,7 +1,7 @@
 """Does `torch.compile` pay for our trainer? Eager against compiled transformer blocks, on the vs_trl step.
 
     python benchmarks/torch_compile.py                     # 2 warm-up + 6 timed steps per configuration
-    python benchmarks/torch_compile.py --steps 6 --json data/results/torch_compile_cpu.json   # the stored result
+    python benchmarks/torch_compile.py --steps 4 --timeout 420 --json data/results/torch_compile_cpu_intel-xeon.json   # the stored result
 
 The workload is benchmarks/vs_trl.py's (SmolLM2-135M-Instruct, every parameter trains, bf16 autocast,
 P = 4 prompts × k = 4 samples × at most 32 new tokens, RLOO, β = 0.05). Configurations, each in a
@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -116,23 +115,14 @@ def worker(mode: str, steps: int, warmup: int, device: str) -> dict:
 
 
 def _spawn(mode: str, args) -> dict | None:
+    from reinforce_edu.measure import run_worker
     cmd = [sys.executable, __file__, "--worker", mode, "--steps", str(args.steps), "--warmup", str(args.warmup),
            "--threads", str(args.threads), "--device", args.device]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-               PYTHONPATH=str(ROOT))
-    start = time.perf_counter()
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=args.timeout)
-    except subprocess.TimeoutExpired:
-        print(f"  {mode:<8} did not finish within {args.timeout} s", flush=True)
-        return {"mode": mode, "timed_out_s": args.timeout}
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        print(f"[{mode}] failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}", file=sys.stderr)
-        return None
-    res = json.loads(lines[-1][len("RESULT "):])
-    res["wall_s"] = time.perf_counter() - start
-    print(f"  {mode:<7} {res['s_per_step']:6.2f} s/step  ({res['wall_s']:.0f} s in all)", flush=True)
+    res = run_worker(cmd, cwd=ROOT, label=mode, timeout=args.timeout, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    if res is not None:
+        res["mode"] = mode
+        if "s_per_step" in res:
+            print(f"  {mode:<8} {res['s_per_step']:6.2f} s/step  ({res['wall_s']:.0f} s in all)", flush=True)
     return res
 
 
@@ -154,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         res = worker(args.worker, args.steps, args.warmup, args.device)
-        print("RESULT " + json.dumps(res), flush=True)
+        from reinforce_edu.measure import report_result
+        report_result(res)
         return 0
 
     from reinforce_edu.measure import device_description, git_commit

@@ -34,7 +34,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -199,25 +198,19 @@ def run_worker(args) -> None:
     fn = worker_trl if args.worker == "trl" else worker_ours
     res = fn(args.precision, args.steps, args.warmup)
     res.update(side=args.worker, precision=args.precision, threads=torch.get_num_threads())
-    print("RESULT " + json.dumps(res), flush=True)
+    from reinforce_edu.measure import report_result
+    report_result(res)
 
 
 # ----------------------------------------------------------------------------- driver
 
 def _spawn(side: str, precision: str, args) -> dict | None:
+    from reinforce_edu.measure import run_worker
     cmd = [sys.executable, __file__, "--worker", side, "--precision", precision, "--steps", str(args.steps),
            "--warmup", str(args.warmup), "--threads", str(args.threads)]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1",
-               TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(ROOT))
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        print(f"[{side} {precision}] failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}", file=sys.stderr)
-        return None
-    res = json.loads(lines[-1][len("RESULT "):])
-    res["wall_s"] = time.perf_counter() - start
-    print(f"  {side:<4} {precision:<5} {res['s_per_step']:6.2f} s/step  ({res['wall_s']:.0f} s in all)", flush=True)
+    res = run_worker(cmd, cwd=ROOT, label=f"{side} {precision}", env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    if res is not None:
+        print(f"  {side:<4} {precision:<5} {res['s_per_step']:6.2f} s/step  ({res['wall_s']:.0f} s in all)", flush=True)
     return res
 
 

@@ -25,11 +25,13 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import json
 import os
 import platform
 import re
 import resource
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -192,3 +194,39 @@ def git_commit(root: str | Path = ".") -> str | None:
     except (OSError, subprocess.CalledProcessError):
         return None
     return head + ("+uncommitted" if dirty else "")
+
+
+# ----------------------------------------------------------------------------- one measurement per process
+
+RESULT = "RESULT "
+"""Prefix of the one stdout line in which a benchmark worker reports its result as JSON."""
+
+
+def report_result(result: dict) -> None:
+    """Print a worker's result as the line `run_worker` reads back."""
+    print(RESULT + json.dumps(result), flush=True)
+
+
+def run_worker(cmd: list[str], *, cwd: str | Path, label: str, timeout: float | None = None,
+               env: dict[str, str] | None = None) -> dict | None:
+    """Run a benchmark worker in a fresh process (so its memory peak and compilation are its own).
+
+    Returns the dict of its last `RESULT {json}` line, with "wall_s" added (seconds, start to exit);
+    None if it failed (its stderr tail is printed, naming `label`); {"timed_out_s": timeout} if it
+    ran past `timeout` seconds. Runs offline: the Hugging Face hub variables are set.
+    """
+    env = dict(os.environ if env is None else env, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        print(f"  {label} did not finish within {timeout} s", flush=True)
+        return {"timed_out_s": timeout}
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT)]
+    if proc.returncode != 0 or not lines:
+        print(f"[{label}] failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}", file=sys.stderr)
+        return None
+    result = json.loads(lines[-1][len(RESULT):])
+    result["wall_s"] = time.perf_counter() - start
+    return result

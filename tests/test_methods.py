@@ -215,3 +215,21 @@ def test_provenance_of_a_stored_result(tmp_path):
     assert re.fullmatch(r"[0-9a-f]{40}", head)
     (tmp_path / "f.txt").write_text("b")
     assert git_commit(tmp_path) == head + "+uncommitted"
+
+
+def test_run_worker_reads_the_result_line_and_reports_failures(tmp_path, capsys):
+    import sys
+
+    from reinforce_edu.measure import report_result, run_worker
+    script = tmp_path / "w.py"
+    script.write_text("import sys\nfrom reinforce_edu.measure import report_result\nprint('noise')\n"
+                      "report_result({'x': 1})\nreport_result({'x': int(sys.argv[1])})\n")
+    res = run_worker([sys.executable, str(script), "7"], cwd=tmp_path, label="ok")
+    assert res["x"] == 7 and res["wall_s"] > 0  # the last RESULT line wins
+    assert run_worker([sys.executable, "-c", "raise SystemExit('boom')"], cwd=tmp_path, label="bad") is None
+    assert "[bad] failed" in capsys.readouterr().err
+    assert run_worker([sys.executable, "-c", "print('no result')"], cwd=tmp_path, label="silent") is None
+    slow = run_worker([sys.executable, "-c", "import time; time.sleep(30)"], cwd=tmp_path, label="slow", timeout=1)
+    assert slow == {"timed_out_s": 1} and "slow did not finish within 1 s" in capsys.readouterr().out
+    report_result({"y": 2})
+    assert capsys.readouterr().out.strip() == 'RESULT {"y": 2}'

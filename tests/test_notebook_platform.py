@@ -33,8 +33,14 @@ def _run(pytester):
 
 
 def test_platform_id_names_cpu_torch_and_cuda():
+    import re
+
+    import torch
     pid = platform_id()
-    assert pid == platform_id() and "torch " in pid and ("CUDA" in pid or ";" in pid)
+    assert pid == platform_id()  # the same machine always gives the same id
+    cpu, version, cuda = pid.split("; ")
+    assert re.fullmatch(r".+ \[[a-z0-9_ ]*\]", cpu) and version == f"torch {torch.__version__}"
+    assert cuda == (torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA")
 
 
 def test_stale_output_fails_on_its_own_platform(lesson_dir):
