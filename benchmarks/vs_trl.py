@@ -17,6 +17,11 @@ On a CPU TRL's default is bf16 autocast like ours, so "default vs default" is al
 comparison; fp32 vs fp32 is the second matched point. Targets (CPU): ours >= 3x TRL's default,
 >= 2x at matched precision.
 
+Our trainer keeps freed memory in the process on a CPU (reinforce_edu.allocator: no page faults on
+each step's fresh tensors). That is one of its levers, not something TRL does; for a view of the
+rest, `--trl-kept-memory` (on by default) also times TRL with the very same allocator setting, and the
+ratio against that run is printed beside the target's.
+
 Per step TRL runs: generate, a no-grad pass of the policy (old log-probs, used for the KL), a no-grad
 pass of the reference, then the training pass whose activations are recomputed in the backward
 (gradient checkpointing). Ours: generate, a no-grad pass of the reference, the training pass (whose
@@ -66,14 +71,17 @@ def _summary(step_times: list[float], gen_times: list[float], tokens: list[int],
             "tokens_per_s": sum(n) / sum(s), "completion_tokens_per_step": sum(n) / len(n)}
 
 
-def worker_trl(precision: str, steps: int, warmup: int) -> dict:
+def worker_trl(precision: str, steps: int, warmup: int, kept_memory: bool = False) -> dict:
     import torch
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import RLOOConfig, RLOOTrainer
 
+    from reinforce_edu.allocator import keep_freed_memory
     from reinforce_edu.measure import PeakMemory
     from reinforce_edu.models import load_model, cache_dir
+    if kept_memory:
+        keep_freed_memory()
     load_model()  # makes sure the dequantised SmolLM2 folder exists (no-op when cached)
     path = str(cache_dir() / "smollm2")
     ds = Dataset.from_list([{"prompt": [{"role": "user", "content": p}]} for p in _prompts()])
@@ -111,7 +119,8 @@ def worker_trl(precision: str, steps: int, warmup: int) -> dict:
     res = _summary(step_times, gen_times, tokens, warmup)
     res.update(peak_rss_mib=mem.peak / 2 ** 20, bf16=bool(args.bf16),
                gradient_checkpointing=bool(args.gradient_checkpointing),
-               mixed_precision=str(trainer.accelerator.mixed_precision), trl_version=__import__("trl").__version__)
+               mixed_precision=str(trainer.accelerator.mixed_precision), trl_version=__import__("trl").__version__,
+               kept_memory=kept_memory)
     return res
 
 
@@ -175,6 +184,7 @@ def worker_ours(precision: str, steps: int, warmup: int) -> dict:
     res["gen_flops_per_step"] = gen_flops[0]
     res["train_gflops_per_s"] = res["train_flops_per_step"] / res["train_s_per_step"] / 1e9
     res["peak_rss_mib"] = mem.peak / 2 ** 20
+    res["kept_memory"] = cfg.keep_freed_memory
 
     # bf16-autocast vs fp32 log-probs of the same completions, same weights
     r = rollouts[-1]
@@ -195,8 +205,10 @@ def run_worker(args) -> None:
     import torch
     torch.set_num_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    fn = worker_trl if args.worker == "trl" else worker_ours
-    res = fn(args.precision, args.steps, args.warmup)
+    if args.worker == "ours":
+        res = worker_ours(args.precision, args.steps, args.warmup)
+    else:
+        res = worker_trl(args.precision, args.steps, args.warmup, kept_memory=args.worker == "trl-kept")
     res.update(side=args.worker, precision=args.precision, threads=torch.get_num_threads())
     from reinforce_edu.measure import report_result
     report_result(res)
@@ -210,7 +222,7 @@ def _spawn(side: str, precision: str, args) -> dict | None:
            "--warmup", str(args.warmup), "--threads", str(args.threads)]
     res = run_worker(cmd, cwd=ROOT, label=f"{side} {precision}", env=dict(os.environ, PYTHONPATH=str(ROOT)))
     if res is not None:
-        print(f"  {side:<4} {precision:<5} {res['s_per_step']:6.2f} s/step  ({res['wall_s']:.0f} s in all)", flush=True)
+        print(f"  {side:<9} {precision:<5} {res['s_per_step']:6.2f} s/step  ({res['wall_s']:.0f} s in all)", flush=True)
     return res
 
 
@@ -223,8 +235,10 @@ def main(argv: list[str] | None = None) -> int:
                              "every side down by large, erratic factors)")
     parser.add_argument("--repeats", type=int, default=1, help="run the whole set of configurations this many times")
     parser.add_argument("--precisions", nargs="+", default=["bf16", "fp32"], choices=["bf16", "fp32"])
+    parser.add_argument("--trl-kept-memory", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time TRL with our allocator setting (freed memory kept in the process)")
     parser.add_argument("--json", type=Path, help="write every result, the command, commit and device here")
-    parser.add_argument("--worker", choices=["trl", "ours"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["trl", "trl-kept", "ours"], help=argparse.SUPPRESS)
     parser.add_argument("--precision", choices=["bf16", "fp32"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -251,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for rep in range(args.repeats):
         for precision in args.precisions:  # alternate the sides, so that a change of load hits both
-            for side in (["trl"] if have_trl else []) + ["ours"]:
+            trl_sides = (["trl"] + (["trl-kept"] if args.trl_kept_memory else [])) if have_trl else []
+            for side in trl_sides + ["ours"]:
                 res = _spawn(side, precision, args)
                 if res is not None:
                     res["repeat"] = rep
@@ -260,17 +275,17 @@ def main(argv: list[str] | None = None) -> int:
     def pick(side, precision):
         return [r for r in results if r["side"] == side and r["precision"] == precision]
 
-    print(f"\n{'side':<5}{'precision':<11}{'s/step':>8}{'(min-max)':>14}{'generate':>10}{'samples/s':>11}"
+    print(f"\n{'side':<10}{'precision':<11}{'s/step':>8}{'(min-max)':>14}{'generate':>10}{'samples/s':>11}"
           f"{'tokens/s':>10}{'peak RSS':>10}")
     for precision in args.precisions:
-        for side in ("trl", "ours"):
+        for side in ("trl", "trl-kept", "ours"):
             for r in pick(side, precision):
                 label = precision + (" (default)" if precision == "bf16" else "")
                 spread = f"{r['s_per_step_min']:>7.2f}-{r['s_per_step_max']:<6.2f}"
-                print(f"{side:<5}{label:<11}{r['s_per_step']:>8.2f}{spread}"
+                print(f"{side:<10}{label:<11}{r['s_per_step']:>8.2f}{spread}"
                       f"{r['gen_s_per_step']:>10.2f}{r['samples_per_s']:>11.2f}{r['tokens_per_s']:>10.1f}"
                       f"{r['peak_rss_mib']:>8.0f}Mi")
-    summary = {}
+    summary, versus_kept = {}, {}
     for precision in args.precisions:
         trl, ours = pick("trl", precision), pick("ours", precision)
         if trl and ours:
@@ -280,6 +295,11 @@ def main(argv: list[str] | None = None) -> int:
             summary[precision] = ratios
             print(f"speed-up, {what}: " + ", ".join(f"{x:.2f}x" for x in ratios)
                   + f"   target >= {target:.0f}x: {'met' if min(ratios) >= target else 'MISSED'}")
+        kept = pick("trl-kept", precision)
+        if kept and ours:
+            versus_kept[precision] = [t["s_per_step"] / o["s_per_step"] for t, o in zip(kept, ours)]
+            print(f"  against TRL with the same allocator setting ({precision}): "
+                  + ", ".join(f"{x:.2f}x" for x in versus_kept[precision]))
     if "bf16" in summary:
         print(f"  (bf16 is TRL's default on CPU, so this is also the matched-bf16 ratio; target there >= "
               f"{TARGET_MATCHED:.0f}x: {'met' if min(summary['bf16']) >= TARGET_MATCHED else 'MISSED'})")
@@ -300,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                    "bf16_matmul_peak_gflops": peak, "fp32_matmul_peak_gflops": peak32,
                    "workload": {"P": P, "k": K, "max_new_tokens": NEW_TOKENS, "beta": BETA, "learning_rate": LR,
                                 "warmup": args.warmup, "steps": args.steps, "model": "SmolLM2-135M-Instruct"},
-                   "speedup": summary, "results": results}
+                   "speedup": summary, "speedup_vs_trl_kept_memory": versus_kept, "results": results}
         args.json.write_text(json.dumps(payload, indent=1))
         print(f"wrote {args.json}")
     return 0

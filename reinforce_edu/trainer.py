@@ -27,8 +27,10 @@ repeated for its k samples); one no-grad pass of π_ref, and the policy's own tr
 gives log π_θ for the KL; log π, its gradient and the entropy come from one softmax
 (generation.token_logprobs); on a CPU plain-matmul attention in the scoring passes and the
 fused kernel in sampling, each where it is faster (`attention`); the frozen π_ref
-stores its block weights in the compute dtype; a fused AdamW. (`torch.compile` of the blocks was measured and does not pay
-on a CPU: benchmarks/torch_compile.py.) With `trainable_blocks=N` only the last N transformer blocks and the final norm
+stores its block weights in the compute dtype; a fused AdamW; freed memory stays in the process
+for the next step, whose tensors then do not page-fault on fresh memory (`keep_freed_memory`,
+reinforce_edu.allocator). (`torch.compile` of the blocks was measured and does not pay on a CPU:
+benchmarks/torch_compile.py.) With `trainable_blocks=N` only the last N transformer blocks and the final norm
 train, the frozen rest is stored in bf16 and the backward pass stops at block L − N.
 
 Methods (lesson 07): `method="reinforce"` is the loop above, with any baseline and GRPO's
@@ -58,6 +60,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_choice, check_nonnegative, check_positive_int
+from .allocator import keep_freed_memory
 from .baselines import BASELINES, make_baseline
 from .credit import AGGREGATIONS
 from .generation import Rollout, check_prompts, completion_logprobs, context_length, encode_prompts, sample
@@ -138,6 +141,8 @@ class TrainConfig:
     """compute dtype of the forward passes: "auto" (= "bf16"), "bf16" (autocast; fp32 master weights) or "fp32\""""
     attention: str = "auto"
     """attention kernel: "auto" (on a CPU "eager" plain matmuls for the scoring passes, whose backward they run faster than the fused kernel at these lengths, and "sdpa" for sampling; "sdpa" on CUDA), "eager" or "sdpa" (everywhere)\""""
+    keep_freed_memory: bool = True
+    """CPU: glibc keeps freed memory for the next step instead of returning it to the OS (no page faults on each step's fresh tensors; process-wide; reinforce_edu.allocator)"""
     checkpoint_every: int = 0
     """write a checkpoint every N steps (0: only at the end)"""
     output_dir: str = "runs/rlhf"
@@ -379,6 +384,8 @@ class Trainer:
         self.prompts = check_prompts(prompts) if prompts is not None else load_prompt_list(cfg.prompts)
         self.device = resolve_device(cfg.device)
         self.dtype = compute_dtype(cfg.dtype)
+        if self.device.type == "cpu" and cfg.keep_freed_memory:
+            keep_freed_memory()
         if policy is None:
             from .models import load_model
             policy, tokenizer = load_model(cfg.model)
@@ -622,7 +629,7 @@ class Trainer:
         """Restore weights, optimiser, baseline, RNG states and step; trim the log to that step."""
         state = torch.load(path, map_location="cpu", weights_only=False)
         saved = state["config"]
-        ignore = {"steps", "checkpoint_every", "resume", "progress", "output_dir", "device"}
+        ignore = {"steps", "checkpoint_every", "resume", "progress", "output_dir", "device", "keep_freed_memory"}
         diff = sorted(k for k in saved if k not in ignore and saved[k] != getattr(self.config, k, None))
         if diff:
             raise ValueError(f"cannot resume {path}: config differs from the checkpoint's in {diff}")
