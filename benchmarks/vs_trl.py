@@ -27,7 +27,8 @@ pass of the reference, then the training pass whose activations are recomputed i
 (gradient checkpointing). Ours: generate, a no-grad pass of the reference, the training pass (whose
 log-probs also give the KL). Reported: median s/step over the timed steps (min-max), the generation
 share, samples/s, completion tokens/s, peak RSS; for ours also the train phase's achieved GFLOP/s
-(FLOPs counted by torch.utils.flop_counter) against this machine's bf16 matmul peak (target >= 40 %),
+(FLOPs counted by torch.utils.flop_counter) against this machine's bf16 matmul peak (target >= 40 %)
+and the share of its time spent in matmul kernels (measure.matmul_share),
 and the mismatch between bf16-autocast and fp32 log-probs of the same completions.
 
 TRL is an optional extra (`pip install -e '.[bench]'`); without it only our side runs. Runs offline.
@@ -128,7 +129,7 @@ def worker_ours(precision: str, steps: int, warmup: int) -> dict:
     import torch
 
     from reinforce_edu.generation import completion_logprobs
-    from reinforce_edu.measure import PeakMemory, count_flops
+    from reinforce_edu.measure import PeakMemory, count_flops, matmul_share
     from reinforce_edu.rewards import gold_reward
     from reinforce_edu.trainer import TrainConfig, Trainer, autocast
 
@@ -183,6 +184,11 @@ def worker_ours(precision: str, steps: int, warmup: int) -> dict:
     res["train_flops_per_step"] = step_flops - gen_flops[0]
     res["gen_flops_per_step"] = gen_flops[0]
     res["train_gflops_per_s"] = res["train_flops_per_step"] / res["train_s_per_step"] / 1e9
+
+    # where the train phase's time goes: one more step on the last samples, under the profiler
+    last = rollouts[-1]
+    trainer.rollout = lambda *a, **k: last
+    res["train_matmul_share"], _ = matmul_share(trainer.train_step)
     res["peak_rss_mib"] = mem.peak / 2 ** 20
     res["kept_memory"] = cfg.keep_freed_memory
 
@@ -308,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"our train phase (bf16): {r['train_flops_per_step'] / 1e9:.0f} GFLOP in {r['train_s_per_step']:.2f} s "
               f"= {r['train_gflops_per_s']:.0f} GFLOP/s = {frac:.0%} of the bf16 matmul peak "
               f"(target >= {TARGET_PEAK:.0%}: {'met' if frac >= TARGET_PEAK else 'MISSED'})")
+        if "train_matmul_share" in r:
+            print(f"  share of the train phase's CPU time in matmul kernels (profiler): {r['train_matmul_share']:.0%}; "
+                  f"the rest is norms, activations, casts, softmax and per-op overhead")
         mm = r["logprob_mismatch"]
         print(f"bf16-autocast vs fp32 log-probs (fp32 logsumexp both): per token max |d| {mm['token_max_abs']:.3f}, "
               f"mean |d| {mm['token_mean_abs']:.4f}, mean d {mm['token_mean']:+.4f}; per sequence mean |d| "

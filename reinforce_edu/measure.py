@@ -13,6 +13,8 @@ Lesson 07 compares methods by what they buy (gold reward, KL) *and* what they co
   (matmuls and attention, forward and backward; elementwise work is not counted).
 - `matmul_peak(dtype)`: the GFLOP/s of a large square matmul — the best this machine does — so
   that a training phase's achieved GFLOP/s = FLOPs / seconds can be put as a fraction of it.
+- `matmul_share(fn)`: the share of `fn`'s CPU time spent in matmul kernels (torch profiler), i.e.
+  how much of the gap to that peak is matmul speed and how much is everything else.
 
 And where a stored result came from: `device_description()`, `device_slug()` and `git_commit()`,
 written beside every figure under data/results/.
@@ -120,6 +122,25 @@ def count_flops(fn: Callable[[], object]) -> tuple[int, object]:
     with counter:
         out = fn()
     return int(counter.get_total_flops()), out
+
+
+MATMUL_OPS = ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::_scaled_dot_product_flash_attention_for_cpu")
+
+
+def matmul_share(fn: Callable[[], object]) -> tuple[float, object]:
+    """Run `fn()` once under the torch profiler: (the share of its CPU time spent in matmul kernels, fn's result).
+
+    The rest is elementwise work (norms, activations, casts, softmax), memory traffic and
+    per-op overhead: what a faster matmul cannot buy back. The profiler's own per-op cost
+    counts in the rest, so the share is a slight underestimate.
+    """
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        out = fn()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    matmul = sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS)
+    return (matmul / total if total else float("nan")), out
 
 
 def matmul_peak(dtype: torch.dtype = torch.bfloat16, n: int = 2048, repeats: int = 10,

@@ -8,7 +8,8 @@ import torch
 
 from reinforce_edu.comparison import METHODS, method_config, run_method, summarise
 from reinforce_edu.generation import completion_logprobs, filter_logits, sample, sample_categorical
-from reinforce_edu.measure import PeakMemory, count_flops, device_description, device_slug, git_commit, matmul_peak
+from reinforce_edu.measure import (PeakMemory, count_flops, device_description, device_slug, git_commit, matmul_peak,
+                                   matmul_share)
 from reinforce_edu.models import tiny_llama
 from reinforce_edu.trainer import CHECKPOINT, TrainConfig, Trainer
 
@@ -199,6 +200,17 @@ def test_count_flops_of_a_matmul_and_matmul_peak():
     peak = matmul_peak(torch.float32, n=128, repeats=2)  # GFLOP/s = 2·n³·repeats / seconds / 1e9
     elapsed = time.perf_counter() - start
     assert 2 * 128 ** 3 * 2 / elapsed / 1e9 <= peak < 1e5  # at least the rate the whole call achieved, finite
+
+
+def test_matmul_share_tells_matmul_time_from_the_rest():
+    a, b = torch.randn(512, 512), torch.randn(512, 512)
+    x = torch.randn(2 ** 20)
+    share_mm, out = matmul_share(lambda: [a @ b for _ in range(4)])
+    assert len(out) == 4 and share_mm > 0.8  # nothing but matmuls
+    share_ew, _ = matmul_share(lambda: [(x * 2 + 1).exp() for _ in range(4)])
+    assert share_ew == 0.0  # no matmul at all
+    mixed, _ = matmul_share(lambda: (a @ b, [(x * 2 + 1).exp() for _ in range(4)]))
+    assert 0.0 < mixed < share_mm
 
 
 def test_provenance_of_a_stored_result(tmp_path):
