@@ -61,13 +61,13 @@ cells = [
     | lesson | concept | setting | library module | minutes on a 2-core CPU (measured) |
     |---|---|---|---|---|
     | 00_big_picture | the pipeline, the course, the tools | – | – | 0.1 |
-    | 01_bandits_policy_gradient | score-function estimator vs the exact gradient | contextual bandit | `bandits`, `policy_gradient` | 0.2 |
-    | 02_baselines_and_variance | baselines, bias, variance, interactive explorer | contextual bandit | `baselines`, `per_sample`, `variance`, `explorer` | 0.3 |
-    | 03_credit_assignment | token- vs sequence-level credit, aggregation | toy sequence policy | `toy_sequences`, `credit` | 0.3 |
-    | 04_kl_and_reference | KL penalty, k1/k2/k3, the seed's faults | toy sequence policy | `kl`, `losses` | 0.5 |
-    | 05_reward_model | Bradley–Terry reward model | SmolLM2-135M | `models`, `rewards`, `reward_model` | 0.7 |
-    | 06_rlhf_small_llm | REINFORCE/RLOO fine-tuning, variance on a real LLM | SmolLM2-135M | `generation`, `trainer`, `train` | 2.8 |
-    | 07_comparison | REINFORCE vs RLOO vs GRPO vs PPO: reward, KL, speed, memory | SmolLM2-135M | `ppo`, `comparison`, `measure` | 5.1 |
+    | 01_bandits_policy_gradient | score-function estimator vs the exact gradient | contextual bandit | `bandits`, `policy_gradient` | 0.1 |
+    | 02_baselines_and_variance | baselines, bias, variance, interactive explorer | contextual bandit | `baselines`, `per_sample`, `variance`, `explorer` | 0.2 |
+    | 03_credit_assignment | token- vs sequence-level credit, aggregation | toy sequence policy | `toy_sequences`, `credit` | 0.2 |
+    | 04_kl_and_reference | KL penalty, k1/k2/k3, the seed's faults | toy sequence policy | `kl`, `losses` | 0.2 |
+    | 05_reward_model | Bradley–Terry reward model | SmolLM2-135M | `models`, `rewards`, `reward_model` | 0.3 |
+    | 06_rlhf_small_llm | REINFORCE/RLOO fine-tuning, variance on a real LLM | SmolLM2-135M | `generation`, `trainer`, `train` | 2.1 |
+    | 07_comparison | REINFORCE vs RLOO vs GRPO vs PPO: reward, KL, speed, memory | SmolLM2-135M | `ppo`, `comparison`, `measure` | 4.3 |
 
     Each lesson adds one idea to the last and imports the library rather than re-implementing it: the same
     `reinforce_loss` and baselines serve the bandit, the toy sequences and the real LLM.
