@@ -65,9 +65,8 @@ def compile_parts(model, mode: str) -> int:
 
 
 def worker(mode: str, steps: int, warmup: int, device: str) -> dict:
-    import torch
-
     from reinforce_edu.data import load_prompts
+    from reinforce_edu.measure import time_phases
     from reinforce_edu.rewards import gold_reward
     from reinforce_edu.trainer import TrainConfig, Trainer
 
@@ -79,34 +78,14 @@ def worker(mode: str, steps: int, warmup: int, device: str) -> dict:
     if mode != "eager":
         compile_parts(trainer.policy, mode)
         compile_parts(trainer.ref, mode)
-    phases: dict[str, list[float]] = {"generate": [], "score": []}
-
-    def timed(name, fn):
-        def wrapped(*a, **k):
-            start = time.perf_counter()
-            out = fn(*a, **k)
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            phases[name].append(time.perf_counter() - start)
-            return out
-        return wrapped
-
-    trainer.rollout = timed("generate", trainer.rollout)
-    trainer.score = timed("score", trainer.score)
-    step_times = []
-    for _ in range(warmup + steps):
-        start = time.perf_counter()
-        trainer.train_step()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        step_times.append(time.perf_counter() - start)
-    train = [s - g - r for s, g, r in zip(step_times, phases["generate"], phases["score"])]
-    timed_ = slice(warmup, None)
+    rows = time_phases(trainer, warmup + steps)
+    step_times = [r["step"] for r in rows]
+    timed_ = rows[warmup:]
     res = {"mode": mode, "step_times": step_times, "warmup_s": sum(step_times[:warmup]),
-           "s_per_step": statistics.median(step_times[timed_]),
-           "generate_s": statistics.median(phases["generate"][timed_]),
-           "score_s": statistics.median(phases["score"][timed_]),
-           "train_s": statistics.median(train[timed_]), "skipped": trainer.n_skipped}
+           "s_per_step": statistics.median(r["step"] for r in timed_),
+           "generate_s": statistics.median(r["generate"] for r in timed_),
+           "score_s": statistics.median(r["score"] for r in timed_),
+           "train_s": statistics.median(r["train"] for r in timed_), "skipped": trainer.n_skipped}
     if mode != "eager":
         from torch._dynamo.utils import counters
         res["graphs_compiled"] = int(counters["stats"]["unique_graphs"])

@@ -15,6 +15,8 @@ Lesson 07 compares methods by what they buy (gold reward, KL) *and* what they co
   that a training phase's achieved GFLOP/s = FLOPs / seconds can be put as a fraction of it.
 - `matmul_share(fn)`: the share of `fn`'s CPU time spent in matmul kernels (torch profiler), i.e.
   how much of the gap to that peak is matmul speed and how much is everything else.
+- `time_phases(trainer, n)`: seconds of each step and of its phases (generate, score, train), and
+  its page faults: what benchmarks/torch_compile.py and benchmarks/allocator.py compare.
 
 And where a stored result came from: `device_description()`, `device_slug()` and `git_commit()`,
 written beside every figure under data/results/.
@@ -161,6 +163,43 @@ def matmul_peak(dtype: torch.dtype = torch.bfloat16, n: int = 2048, repeats: int
         sync()
         best = min(best, time.perf_counter() - start)
     return 2 * n ** 3 / best / 1e9
+
+
+def time_phases(trainer, n_steps: int) -> list[dict]:
+    """Run `n_steps` updates of a `trainer.Trainer` and time each one's phases.
+
+    Returns one dict per step: seconds of the whole step ("step"), of sampling ("generate"), of the
+    reward functions ("score") and of the rest ("train": π_ref pass, training pass, backward,
+    optimiser), and the page faults of the step ("faults", `allocator.page_faults`). CUDA work is
+    synchronised before each reading. The trainer's `rollout` and `score` are restored afterwards.
+    """
+    from .allocator import page_faults
+    cuda = getattr(trainer, "device", torch.device("cpu")).type == "cuda"
+    sync = (lambda: torch.cuda.synchronize(trainer.device)) if cuda else (lambda: None)
+    seconds: dict[str, float] = {}
+
+    def timed(name, fn):
+        def wrapped(*a, **k):
+            start = time.perf_counter()
+            out = fn(*a, **k)
+            sync()
+            seconds[name] = time.perf_counter() - start
+            return out
+        return wrapped
+
+    rows = []
+    trainer.rollout, trainer.score = timed("generate", trainer.rollout), timed("score", trainer.score)
+    try:
+        for _ in range(n_steps):
+            faults, start = page_faults(), time.perf_counter()
+            trainer.train_step()
+            sync()
+            step = time.perf_counter() - start
+            rows.append({"step": step, "generate": seconds["generate"], "score": seconds["score"],
+                         "train": step - seconds["generate"] - seconds["score"], "faults": page_faults() - faults})
+    finally:
+        del trainer.rollout, trainer.score  # the instance attributes go; the methods show again
+    return rows
 
 
 # ----------------------------------------------------------------------------- provenance of a stored result

@@ -9,7 +9,7 @@ import torch
 from reinforce_edu.comparison import METHODS, method_config, run_method, summarise
 from reinforce_edu.generation import completion_logprobs, filter_logits, sample, sample_categorical
 from reinforce_edu.measure import (PeakMemory, count_flops, device_description, device_slug, git_commit, matmul_peak,
-                                   matmul_share)
+                                   matmul_share, time_phases)
 from reinforce_edu.models import tiny_llama
 from reinforce_edu.trainer import CHECKPOINT, TrainConfig, Trainer
 
@@ -211,6 +211,25 @@ def test_matmul_share_tells_matmul_time_from_the_rest():
     assert share_ew == 0.0  # no matmul at all
     mixed, _ = matmul_share(lambda: (a @ b, [(x * 2 + 1).exp() for _ in range(4)]))
     assert 0.0 < mixed < share_mm
+
+
+def test_time_phases_times_each_step_and_restores_the_trainer(tmp_path):
+    calls = []
+
+    def counted(completions, **kw):
+        calls.append(len(completions))
+        return char_reward(completions, **kw)
+
+    trainer = make(tmp_path, reward_fn=counted, steps=3)
+    rows = time_phases(trainer, 2)
+    assert trainer.step == 2 and len(rows) == 2 and len(calls) == 2  # two real updates, each scored once
+    for r in rows:
+        assert set(r) == {"step", "generate", "score", "train", "faults"}
+        assert 0 < r["generate"] < r["step"] and 0 <= r["score"] < r["step"] and r["faults"] >= 0
+        assert r["train"] == pytest.approx(r["step"] - r["generate"] - r["score"])
+    assert "rollout" not in vars(trainer) and "score" not in vars(trainer)  # the methods are back
+    trainer.train_step()  # and still work
+    assert trainer.step == 3
 
 
 def test_provenance_of_a_stored_result(tmp_path):

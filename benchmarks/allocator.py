@@ -1,0 +1,107 @@
+"""Does keeping freed memory pay? The trainer with and without `TrainConfig.keep_freed_memory`, on the vs_trl step.
+
+    python benchmarks/allocator.py                      # 2 warm-up + 6 timed steps per configuration
+    python benchmarks/allocator.py --steps 6 --json data/results/allocator_cpu_intel-xeon.json   # the stored result
+
+The workload is benchmarks/vs_trl.py's (SmolLM2-135M-Instruct, every parameter trains, bf16 autocast,
+P = 4 prompts × k = 4 samples × at most 32 new tokens, RLOO, β = 0.05), on a CPU. Two configurations,
+each in a fresh process (the allocator setting is process-wide):
+
+  returned  glibc's default: large freed blocks go back to the OS, so each step's tensors land on
+            fresh pages and every first write to a page is a page fault
+  kept      `keep_freed_memory=True` (the trainer's default, reinforce_edu.allocator): freed memory
+            stays in the process and the next step reuses it
+
+Reported per configuration: median s/step over the timed steps, its phases (generate; train = π_ref
+pass + training pass + backward + AdamW) and the median page faults per step (`measure.time_phases`),
+and the process's peak RSS; then the speed-up of the step and of each phase. Runs offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+P, K, NEW_TOKENS, BETA, LR, N_PROMPTS = 4, 4, 32, 0.05, 1e-6, 64
+MODES = ("returned", "kept")
+
+
+def worker(mode: str, steps: int, warmup: int) -> dict:
+    from reinforce_edu.data import load_prompts
+    from reinforce_edu.measure import PeakMemory, time_phases
+    from reinforce_edu.rewards import gold_reward
+    from reinforce_edu.trainer import TrainConfig, Trainer
+
+    cfg = TrainConfig(model="smollm2", reward="gold", prompts_per_step=P, samples_per_prompt=K,
+                      max_new_tokens=NEW_TOKENS, beta=BETA, learning_rate=LR, baseline="rloo", device="cpu",
+                      dtype="bf16", keep_freed_memory=mode == "kept", output_dir=tempfile.mkdtemp(prefix="alloc_"),
+                      progress=False)
+    trainer = Trainer(cfg, prompts=load_prompts("train")[:N_PROMPTS], reward_fn=gold_reward)
+    with PeakMemory("cpu") as mem:
+        rows = time_phases(trainer, warmup + steps)[warmup:]
+    res = {name: statistics.median(r[key] for r in rows)
+           for name, key in (("s_per_step", "step"), ("generate_s", "generate"), ("train_s", "train"),
+                             ("faults_per_step", "faults"))}
+    res.update(mode=mode, rows=rows, peak_rss_mib=mem.peak / 2 ** 20)
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=6, help="timed steps per configuration")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed first steps (the first touch of every page)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1, as in benchmarks/vs_trl.py)")
+    parser.add_argument("--json", type=Path, help="write the results, the command, commit and device here")
+    parser.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.steps < 1 or args.warmup < 0:
+        parser.error("--steps must be >= 1 and --warmup >= 0")
+    import torch
+    torch.set_num_threads(args.threads)
+    from reinforce_edu.measure import device_description, git_commit, report_result, run_worker
+    if args.worker:
+        report_result(worker(args.worker, args.steps, args.warmup))
+        return 0
+
+    load = os.getloadavg()
+    print(f"{device_description()}, torch {torch.__version__}, load average {load[0]:.1f}")
+    results = {}
+    for mode in MODES:
+        cmd = [sys.executable, __file__, "--worker", mode, "--steps", str(args.steps), "--warmup", str(args.warmup),
+               "--threads", str(args.threads)]
+        res = run_worker(cmd, cwd=ROOT, label=mode, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        if res is not None:
+            results[mode] = res
+            print(f"  {mode:<9}{res['s_per_step']:6.2f} s/step  ({res['wall_s']:.0f} s in all)", flush=True)
+    print(f"\n{'memory':<10}{'s/step':>8}{'generate':>10}{'train':>8}{'faults/step':>13}{'peak RSS':>10}")
+    for mode, r in results.items():
+        print(f"{mode:<10}{r['s_per_step']:>8.2f}{r['generate_s']:>10.2f}{r['train_s']:>8.2f}"
+              f"{r['faults_per_step']:>13.0f}{r['peak_rss_mib']:>8.0f}Mi")
+    summary = {}
+    if len(results) == 2:
+        old, new = results["returned"], results["kept"]
+        summary = {k: old[k] / new[k] for k in ("s_per_step", "generate_s", "train_s")}
+        print(f"kept freed memory: step {summary['s_per_step']:.2f}x faster (generate {summary['generate_s']:.2f}x, "
+              f"train {summary['train_s']:.2f}x); page faults per step {old['faults_per_step']:.0f} -> "
+              f"{new['faults_per_step']:.0f}; peak RSS {new['peak_rss_mib'] - old['peak_rss_mib']:+.0f} MiB")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"command": "python " + " ".join([os.path.relpath(__file__, ROOT)] + (argv or sys.argv[1:])),
+                   "commit": git_commit(ROOT), "device": device_description(), "torch": torch.__version__,
+                   "threads": args.threads, "load_average_at_start": load, "load_average_at_end": os.getloadavg(),
+                   "workload": {"P": P, "k": K, "max_new_tokens": NEW_TOKENS, "beta": BETA, "learning_rate": LR,
+                                "warmup": args.warmup, "steps": args.steps, "model": "SmolLM2-135M-Instruct"},
+                   "speedup": summary, "results": results}
+        args.json.write_text(json.dumps(payload, indent=1))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
