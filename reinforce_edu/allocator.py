@@ -9,18 +9,19 @@ the kernel stops the program, zeroes the page and maps it.
 
     cost per step ≈ (bytes of fresh memory / 4 KiB) × (time per fault)
 
-Measured on the course's 2-core virtual machine (SmolLM2-135M, 16 completions, one thread): about
-300 000 faults in the train phase of each step, 0.8 s of 3.9 s. Three `mallopt` settings remove
-them (`keep_freed_memory`):
+Measured on the course's 2-core virtual machine by benchmarks/allocator.py (SmolLM2-135M, 16 completions,
+one thread): 381 000 faults per step, and a train phase of 3.65 s that takes 2.84 s without them. Three
+`mallopt` settings remove them (`keep_freed_memory`):
 
     M_MMAP_MAX = 0         every block comes from the heap, none from a private mmap
     M_TRIM_THRESHOLD = ∞   freed memory stays in the process, ready for the next step
     M_TOP_PAD = 512 MiB    the heap grows in large strides (fewer, larger growths)
 
-After the first steps the process holds its largest working set and faults no more (tests/test_allocator.py
-counts them). The price: the process's resident memory stays at its peak instead of shrinking
-between steps. `measure.release_memory()` (`malloc_trim`) still hands every free page back when
-asked — the memory meters of lesson 07 call it before each measurement.
+After the first steps the process holds its largest working set and hardly faults (7 300 a step:
+a longer prompt needs a little more; tests/test_allocator.py counts them). The price: the process's
+resident memory stays at its peak instead of shrinking between steps (+177 MiB of peak RSS in that
+benchmark). `measure.release_memory()` (`malloc_trim`) still hands every free page back when asked —
+the memory meters of lesson 07 call it before each measurement.
 
 glibc only (Linux); elsewhere `keep_freed_memory` does nothing and returns False. The settings are
 process-wide. Used by the trainer on a CPU (`TrainConfig.keep_freed_memory`).
