@@ -23,7 +23,7 @@ CHILD = textwrap.dedent(f"""
     from reinforce_edu import allocator
     kept = allocator.keep_freed_memory() if sys.argv[1] == "keep" else False
     faults = []
-    for _ in range(12):  # a "step": allocate, write every page, free
+    for _ in range(24):  # a "step": allocate, write every page, free
         before = allocator.page_faults()
         x = torch.empty({MIB} * 2 ** 20 // 4, dtype=torch.float32)
         x.fill_(1.0)
@@ -50,9 +50,9 @@ def test_kept_memory_is_reused_without_faults():
     assert res["kept"] is True
     assert res["faults"][0] > PAGES // 4, res  # the first round meets fresh memory
     # the heap settles within a few rounds (a freed block can be a little too small for the next
-    # aligned request until its neighbours are free too); from then on the memory is reused:
-    # < 1 % of the pages fault, and the process stops growing
-    assert max(res["faults"][-4:]) < PAGES // 100, res
+    # aligned request until its neighbours are free too: here by round 9 at the latest in 25 trials);
+    # from then on the memory is reused: < 1 % of the pages fault, and the process stops growing
+    assert max(res["faults"][-8:]) < PAGES // 100, res
 
 
 def test_keep_freed_memory_is_idempotent_and_release_still_trims():
