@@ -20,7 +20,6 @@ and the process's peak RSS; then the speed-up of the step and of each phase. Run
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -64,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--steps must be >= 1 and --warmup >= 0")
     import torch
     torch.set_num_threads(args.threads)
-    from reinforce_edu.measure import device_description, git_commit, report_result, run_worker
+    from reinforce_edu.measure import device_description, report_result, run_worker, write_result
     if args.worker:
         report_result(worker(args.worker, args.steps, args.warmup))
         return 0
@@ -91,14 +90,11 @@ def main(argv: list[str] | None = None) -> int:
               f"train {summary['train_s']:.2f}x); page faults per step {old['faults_per_step']:.0f} -> "
               f"{new['faults_per_step']:.0f}; peak RSS {new['peak_rss_mib'] - old['peak_rss_mib']:+.0f} MiB")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"command": "python " + " ".join([os.path.relpath(__file__, ROOT)] + (argv or sys.argv[1:])),
-                   "commit": git_commit(ROOT), "device": device_description(), "torch": torch.__version__,
-                   "threads": args.threads, "load_average_at_start": load, "load_average_at_end": os.getloadavg(),
-                   "workload": {"P": P, "k": K, "max_new_tokens": NEW_TOKENS, "beta": BETA, "learning_rate": LR,
-                                "warmup": args.warmup, "steps": args.steps, "model": "SmolLM2-135M-Instruct"},
-                   "speedup": summary, "results": results}
-        args.json.write_text(json.dumps(payload, indent=1))
+        write_result(args.json, __file__, argv if argv is not None else sys.argv[1:], ROOT, threads=args.threads,
+                     load_average_at_start=load, load_average_at_end=os.getloadavg(),
+                     workload={"P": P, "k": K, "max_new_tokens": NEW_TOKENS, "beta": BETA, "learning_rate": LR,
+                               "warmup": args.warmup, "steps": args.steps, "model": "SmolLM2-135M-Instruct"},
+                     speedup=summary, results=results)
         print(f"wrote {args.json}")
     return 0
 

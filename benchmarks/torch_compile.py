@@ -30,12 +30,10 @@ Runs offline, CPU by default (`--device cuda` on a GPU machine).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         report_result(res)
         return 0
 
-    from reinforce_edu.measure import device_description, git_commit
+    from reinforce_edu.measure import device_description, write_result
     load = os.getloadavg()
     print(f"{device_description()}, torch {torch.__version__}, load average {load[0]:.1f}")
     print(f"workload: P={P} x k={K} x <= {NEW_TOKENS} new tokens, bf16 autocast, every parameter trains, "
@@ -157,14 +155,11 @@ def main(argv: list[str] | None = None) -> int:
         if "timed_out_s" in r:
             print(f"{m}: did not finish {args.warmup + args.steps} steps within {r['timed_out_s']} s (compilation)")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"command": "python " + " ".join([os.path.relpath(__file__, ROOT)] + (argv or sys.argv[1:])),
-                   "commit": git_commit(ROOT), "device": device_description(), "torch": torch.__version__,
-                   "threads": args.threads, "load_average_at_start": load, "load_average_at_end": os.getloadavg(),
-                   "workload": {"P": P, "k": K, "max_new_tokens": NEW_TOKENS, "beta": BETA, "learning_rate": LR,
-                                "warmup": args.warmup, "steps": args.steps, "model": "SmolLM2-135M-Instruct"},
-                   "summary": summary, "results": results}
-        args.json.write_text(json.dumps(payload, indent=1))
+        write_result(args.json, __file__, argv if argv is not None else sys.argv[1:], ROOT, threads=args.threads,
+                     load_average_at_start=load, load_average_at_end=os.getloadavg(),
+                     workload={"P": P, "k": K, "max_new_tokens": NEW_TOKENS, "beta": BETA, "learning_rate": LR,
+                               "warmup": args.warmup, "steps": args.steps, "model": "SmolLM2-135M-Instruct"},
+                     summary=summary, results=results)
         print(f"wrote {args.json}")
     return 0
 

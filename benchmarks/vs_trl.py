@@ -37,7 +37,6 @@ TRL is an optional extra (`pip install -e '.[bench]'`); without it only our side
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -73,7 +72,6 @@ def _summary(step_times: list[float], gen_times: list[float], tokens: list[int],
 
 
 def worker_trl(precision: str, steps: int, warmup: int, kept_memory: bool = False) -> dict:
-    import torch
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import RLOOConfig, RLOOTrainer
@@ -255,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from reinforce_edu.measure import device_description, git_commit, matmul_peak
+    from reinforce_edu.measure import device_description, matmul_peak, write_result
     have_trl = importlib.util.find_spec("trl") is not None
     if not have_trl:
         print("trl is not installed: only our side runs. Install the optional extra with "
@@ -322,15 +320,12 @@ def main(argv: list[str] | None = None) -> int:
               f"mean |d| {mm['token_mean_abs']:.4f}, mean d {mm['token_mean']:+.4f}; per sequence mean |d| "
               f"{mm['sequence_mean_abs']:.3f}, max {mm['sequence_max_abs']:.3f} nats")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"command": "python " + " ".join([os.path.relpath(__file__, ROOT)] + (argv or sys.argv[1:])),
-                   "commit": git_commit(ROOT), "device": device_description(), "torch": torch.__version__, "threads": args.threads,
-                   "load_average_at_start": load, "load_average_at_end": os.getloadavg(),
-                   "bf16_matmul_peak_gflops": peak, "fp32_matmul_peak_gflops": peak32,
-                   "workload": {"P": P, "k": K, "max_new_tokens": NEW_TOKENS, "beta": BETA, "learning_rate": LR,
-                                "warmup": args.warmup, "steps": args.steps, "model": "SmolLM2-135M-Instruct"},
-                   "speedup": summary, "speedup_vs_trl_kept_memory": versus_kept, "results": results}
-        args.json.write_text(json.dumps(payload, indent=1))
+        write_result(args.json, __file__, argv if argv is not None else sys.argv[1:], ROOT, threads=args.threads,
+                     load_average_at_start=load, load_average_at_end=os.getloadavg(),
+                     bf16_matmul_peak_gflops=peak, fp32_matmul_peak_gflops=peak32,
+                     workload={"P": P, "k": K, "max_new_tokens": NEW_TOKENS, "beta": BETA, "learning_rate": LR,
+                               "warmup": args.warmup, "steps": args.steps, "model": "SmolLM2-135M-Instruct"},
+                     speedup=summary, speedup_vs_trl_kept_memory=versus_kept, results=results)
         print(f"wrote {args.json}")
     return 0
 

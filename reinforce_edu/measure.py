@@ -19,7 +19,7 @@ Lesson 07 compares methods by what they buy (gold reward, KL) *and* what they co
   its page faults: what benchmarks/torch_compile.py and benchmarks/allocator.py compare.
 
 And where a stored result came from: `device_description()`, `device_slug()` and `git_commit()`,
-written beside every figure under data/results/.
+written beside every figure under data/results/ (`write_result`).
 
 Taught in notebooks/07_comparison.ipynb; used by benchmarks/vs_trl.py.
 """
@@ -254,6 +254,20 @@ def git_commit(root: str | Path = ".") -> str | None:
     except (OSError, subprocess.CalledProcessError):
         return None
     return head + ("+uncommitted" if dirty else "")
+
+
+def write_result(path: str | Path, script: str | Path, argv: list[str], root: str | Path, **fields) -> Path:
+    """Write a benchmark's result to `path` as JSON, led by where it came from.
+
+    The record starts with "command" (`python <script relative to root> <argv>`), "commit"
+    (`git_commit(root)`), "device" and "torch", then holds `fields` as given. Returns the path.
+    """
+    path = Path(path)
+    payload = {"command": "python " + " ".join([os.path.relpath(script, root)] + list(argv)),
+               "commit": git_commit(root), "device": device_description(), "torch": torch.__version__, **fields}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=1))
+    return path
 
 
 # ----------------------------------------------------------------------------- one measurement per process

@@ -9,7 +9,7 @@ import torch
 from reinforce_edu.comparison import METHODS, method_config, run_method, summarise
 from reinforce_edu.generation import completion_logprobs, filter_logits, sample, sample_categorical
 from reinforce_edu.measure import (PeakMemory, count_flops, device_description, device_slug, git_commit, matmul_peak,
-                                   matmul_share, time_phases)
+                                   matmul_share, time_phases, write_result)
 from reinforce_edu.models import tiny_llama
 from reinforce_edu.trainer import CHECKPOINT, TrainConfig, Trainer
 
@@ -211,6 +211,16 @@ def test_matmul_share_tells_matmul_time_from_the_rest():
     assert share_ew == 0.0  # no matmul at all
     mixed, _ = matmul_share(lambda: (a @ b, [(x * 2 + 1).exp() for _ in range(4)]))
     assert 0.0 < mixed < share_mm
+
+
+def test_write_result_leads_with_its_provenance(tmp_path):
+    import json
+    script = tmp_path / "benchmarks" / "b.py"
+    path = write_result(tmp_path / "out" / "r.json", script, ["--steps", "2"], tmp_path, threads=1, results=[1, 2])
+    record = json.loads(path.read_text())
+    assert list(record)[:4] == ["command", "commit", "device", "torch"]
+    assert record["command"] == "python benchmarks/b.py --steps 2" and record["commit"] is None  # not a repository
+    assert record["threads"] == 1 and record["results"] == [1, 2] and record["torch"] == torch.__version__
 
 
 def test_time_phases_times_each_step_and_restores_the_trainer(tmp_path):
