@@ -23,27 +23,20 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
+from workload import record, trainer
+
 ROOT = Path(__file__).resolve().parents[1]
-P, K, NEW_TOKENS, BETA, LR, N_PROMPTS = 4, 4, 32, 0.05, 1e-6, 64
 MODES = ("returned", "kept")
 
 
 def worker(mode: str, steps: int, warmup: int) -> dict:
-    from reinforce_edu.data import load_prompts
     from reinforce_edu.measure import PeakMemory, time_phases
-    from reinforce_edu.rewards import gold_reward
-    from reinforce_edu.trainer import TrainConfig, Trainer
 
-    cfg = TrainConfig(model="smollm2", reward="gold", prompts_per_step=P, samples_per_prompt=K,
-                      max_new_tokens=NEW_TOKENS, beta=BETA, learning_rate=LR, baseline="rloo", device="cpu",
-                      dtype="bf16", keep_freed_memory=mode == "kept", output_dir=tempfile.mkdtemp(prefix="alloc_"),
-                      progress=False)
-    trainer = Trainer(cfg, prompts=load_prompts("train")[:N_PROMPTS], reward_fn=gold_reward)
+    bench = trainer(keep_freed_memory=mode == "kept")
     with PeakMemory("cpu") as mem:
-        rows = time_phases(trainer, warmup + steps)[warmup:]
+        rows = time_phases(bench, warmup + steps)[warmup:]
     res = {name: statistics.median(r[key] for r in rows)
            for name, key in (("s_per_step", "step"), ("generate_s", "generate"), ("train_s", "train"),
                              ("faults_per_step", "faults"))}
@@ -90,10 +83,7 @@ def main(argv: list[str] | None = None) -> int:
               f"train {summary['train_s']:.2f}x); page faults per step {old['faults_per_step']:.0f} -> "
               f"{new['faults_per_step']:.0f}; peak RSS {new['peak_rss_mib'] - old['peak_rss_mib']:+.0f} MiB")
     if args.json:
-        write_result(args.json, __file__, argv if argv is not None else sys.argv[1:], ROOT, threads=args.threads,
-                     load_average_at_start=load, load_average_at_end=os.getloadavg(),
-                     workload={"P": P, "k": K, "max_new_tokens": NEW_TOKENS, "beta": BETA, "learning_rate": LR,
-                               "warmup": args.warmup, "steps": args.steps, "model": "SmolLM2-135M-Instruct"},
+        write_result(args.json, __file__, argv if argv is not None else sys.argv[1:], ROOT, **record(args, load),
                      speedup=summary, results=results)
         print(f"wrote {args.json}")
     return 0

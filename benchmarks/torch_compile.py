@@ -33,11 +33,11 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
+from workload import K, NEW_TOKENS, P, record, trainer
+
 ROOT = Path(__file__).resolve().parents[1]
-P, K, NEW_TOKENS, BETA, LR, N_PROMPTS = 4, 4, 32, 0.05, 1e-6, 64
 MODES = ("eager", "mlp_norm", "blocks")
 
 
@@ -63,27 +63,20 @@ def compile_parts(model, mode: str) -> int:
 
 
 def worker(mode: str, steps: int, warmup: int, device: str) -> dict:
-    from reinforce_edu.data import load_prompts
     from reinforce_edu.measure import time_phases
-    from reinforce_edu.rewards import gold_reward
-    from reinforce_edu.trainer import TrainConfig, Trainer
 
-    cfg = TrainConfig(model="smollm2", reward="gold", prompts_per_step=P, samples_per_prompt=K,
-                      max_new_tokens=NEW_TOKENS, beta=BETA, learning_rate=LR, baseline="rloo",
-                      steps=warmup + steps, trainable_blocks=0, device=device, dtype="bf16",
-                      output_dir=tempfile.mkdtemp(prefix="compile_bench_"), progress=False)
-    trainer = Trainer(cfg, prompts=load_prompts("train")[:N_PROMPTS], reward_fn=gold_reward)
+    bench = trainer(steps=warmup + steps, device=device)
     if mode != "eager":
-        compile_parts(trainer.policy, mode)
-        compile_parts(trainer.ref, mode)
-    rows = time_phases(trainer, warmup + steps)
+        compile_parts(bench.policy, mode)
+        compile_parts(bench.ref, mode)
+    rows = time_phases(bench, warmup + steps)
     step_times = [r["step"] for r in rows]
     timed_ = rows[warmup:]
     res = {"mode": mode, "step_times": step_times, "warmup_s": sum(step_times[:warmup]),
            "s_per_step": statistics.median(r["step"] for r in timed_),
            "generate_s": statistics.median(r["generate"] for r in timed_),
            "score_s": statistics.median(r["score"] for r in timed_),
-           "train_s": statistics.median(r["train"] for r in timed_), "skipped": trainer.n_skipped}
+           "train_s": statistics.median(r["train"] for r in timed_), "skipped": bench.n_skipped}
     if mode != "eager":
         from torch._dynamo.utils import counters
         res["graphs_compiled"] = int(counters["stats"]["unique_graphs"])
@@ -155,10 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         if "timed_out_s" in r:
             print(f"{m}: did not finish {args.warmup + args.steps} steps within {r['timed_out_s']} s (compilation)")
     if args.json:
-        write_result(args.json, __file__, argv if argv is not None else sys.argv[1:], ROOT, threads=args.threads,
-                     load_average_at_start=load, load_average_at_end=os.getloadavg(),
-                     workload={"P": P, "k": K, "max_new_tokens": NEW_TOKENS, "beta": BETA, "learning_rate": LR,
-                               "warmup": args.warmup, "steps": args.steps, "model": "SmolLM2-135M-Instruct"},
+        write_result(args.json, __file__, argv if argv is not None else sys.argv[1:], ROOT, **record(args, load),
                      summary=summary, results=results)
         print(f"wrote {args.json}")
     return 0

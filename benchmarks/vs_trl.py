@@ -44,17 +44,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from workload import BETA, K, LR, NEW_TOKENS, P, record, prompts, trainer
+
 ROOT = Path(__file__).resolve().parents[1]
-P, K, NEW_TOKENS, BETA, LR, N_PROMPTS = 4, 4, 32, 0.05, 1e-6, 64
 TARGET_DEFAULT, TARGET_MATCHED, TARGET_PEAK = 3.0, 2.0, 0.40
 
 
 # ----------------------------------------------------------------------------- workers (one per process)
-
-def _prompts() -> list[str]:
-    from reinforce_edu.data import load_prompts
-    return load_prompts("train")[:N_PROMPTS]
-
 
 def _text_reward(completions, **kwargs) -> list[float]:
     """The gold scorer, accepting TRL's conversational completions ([{"role": "assistant", "content": ...}])."""
@@ -83,7 +79,7 @@ def worker_trl(precision: str, steps: int, warmup: int, kept_memory: bool = Fals
         keep_freed_memory()
     load_model()  # makes sure the dequantised SmolLM2 folder exists (no-op when cached)
     path = str(cache_dir() / "smollm2")
-    ds = Dataset.from_list([{"prompt": [{"role": "user", "content": p}]} for p in _prompts()])
+    ds = Dataset.from_list([{"prompt": [{"role": "user", "content": p}]} for p in prompts()])
     out = tempfile.mkdtemp(prefix="vs_trl_")
     settings = dict(output_dir=out, per_device_train_batch_size=P * K, num_generations=K,
                     max_completion_length=NEW_TOKENS, beta=BETA, learning_rate=LR, max_steps=warmup + steps,
@@ -128,17 +124,11 @@ def worker_ours(precision: str, steps: int, warmup: int) -> dict:
 
     from reinforce_edu.generation import completion_logprobs
     from reinforce_edu.measure import PeakMemory, count_flops, matmul_share
-    from reinforce_edu.rewards import gold_reward
-    from reinforce_edu.trainer import TrainConfig, Trainer, autocast
+    from reinforce_edu.trainer import autocast
 
-    out = tempfile.mkdtemp(prefix="vs_trl_ours_")
-    cfg = TrainConfig(model="smollm2", reward="gold", prompts_per_step=P, samples_per_prompt=K,
-                      max_new_tokens=NEW_TOKENS, beta=BETA, learning_rate=LR, baseline="rloo",
-                      steps=warmup + steps + 1, trainable_blocks=0, device="cpu",
-                      dtype="bf16" if precision == "bf16" else "fp32", output_dir=out, progress=False)
-    trainer = Trainer(cfg, prompts=_prompts(), reward_fn=gold_reward)
+    ours = trainer(steps=warmup + steps + 1, dtype="bf16" if precision == "bf16" else "fp32")
     gen_times, tokens, rollouts = [], [], []
-    rollout = trainer.rollout
+    rollout = ours.rollout
 
     def timed_rollout(*a, **k):
         start = time.perf_counter()
@@ -148,9 +138,9 @@ def worker_ours(precision: str, steps: int, warmup: int) -> dict:
         rollouts.append(r)
         return r
 
-    trainer.rollout = timed_rollout
+    ours.rollout = timed_rollout
     step_times, score_times = [], []
-    score = trainer.score
+    score = ours.score
 
     def timed_score(*a, **k):
         start = time.perf_counter()
@@ -158,11 +148,11 @@ def worker_ours(precision: str, steps: int, warmup: int) -> dict:
         score_times.append(time.perf_counter() - start)
         return result
 
-    trainer.score = timed_score
+    ours.score = timed_score
     with PeakMemory("cpu") as mem:
         for _ in range(warmup + steps):
             start = time.perf_counter()
-            trainer.train_step()
+            ours.train_step()
             step_times.append(time.perf_counter() - start)
             rollouts.clear()
     res = _summary(step_times, gen_times, tokens, warmup)
@@ -177,26 +167,26 @@ def worker_ours(precision: str, steps: int, warmup: int) -> dict:
         gen_flops.append(flops)
         return r
 
-    trainer.rollout = counted_rollout
-    step_flops, _ = count_flops(trainer.train_step)
+    ours.rollout = counted_rollout
+    step_flops, _ = count_flops(ours.train_step)
     res["train_flops_per_step"] = step_flops - gen_flops[0]
     res["gen_flops_per_step"] = gen_flops[0]
     res["train_gflops_per_s"] = res["train_flops_per_step"] / res["train_s_per_step"] / 1e9
 
     # where the train phase's time goes: one more step on the last samples, under the profiler
     last = rollouts[-1]
-    trainer.rollout = lambda *a, **k: last
-    res["train_matmul_share"], _ = matmul_share(trainer.train_step)
+    ours.rollout = lambda *a, **k: last
+    res["train_matmul_share"], _ = matmul_share(ours.train_step)
     res["peak_rss_mib"] = mem.peak / 2 ** 20
-    res["kept_memory"] = cfg.keep_freed_memory
+    res["kept_memory"] = ours.config.keep_freed_memory
 
     # bf16-autocast vs fp32 log-probs of the same completions, same weights
     r = rollouts[-1]
     m = r.completion_mask > 0
     with torch.no_grad():
-        with autocast(trainer.device, torch.bfloat16):
-            lp16 = completion_logprobs(trainer.policy, r.input_ids, r.attention_mask, r.prompt_length)
-        lp32 = completion_logprobs(trainer.policy, r.input_ids, r.attention_mask, r.prompt_length)
+        with autocast(ours.device, torch.bfloat16):
+            lp16 = completion_logprobs(ours.policy, r.input_ids, r.attention_mask, r.prompt_length)
+        lp32 = completion_logprobs(ours.policy, r.input_ids, r.attention_mask, r.prompt_length)
     diff = (lp16 - lp32)[m]
     seq = ((lp16 - lp32) * m).sum(1)
     res["logprob_mismatch"] = {"token_max_abs": diff.abs().max().item(), "token_mean_abs": diff.abs().mean().item(),
@@ -320,11 +310,8 @@ def main(argv: list[str] | None = None) -> int:
               f"mean |d| {mm['token_mean_abs']:.4f}, mean d {mm['token_mean']:+.4f}; per sequence mean |d| "
               f"{mm['sequence_mean_abs']:.3f}, max {mm['sequence_max_abs']:.3f} nats")
     if args.json:
-        write_result(args.json, __file__, argv if argv is not None else sys.argv[1:], ROOT, threads=args.threads,
-                     load_average_at_start=load, load_average_at_end=os.getloadavg(),
+        write_result(args.json, __file__, argv if argv is not None else sys.argv[1:], ROOT, **record(args, load),
                      bf16_matmul_peak_gflops=peak, fp32_matmul_peak_gflops=peak32,
-                     workload={"P": P, "k": K, "max_new_tokens": NEW_TOKENS, "beta": BETA, "learning_rate": LR,
-                               "warmup": args.warmup, "steps": args.steps, "model": "SmolLM2-135M-Instruct"},
                      speedup=summary, speedup_vs_trl_kept_memory=versus_kept, results=results)
         print(f"wrote {args.json}")
     return 0

@@ -17,8 +17,8 @@ one thread): 381 000 faults per step, and a train phase of 3.65 s that takes 2.8
     M_TRIM_THRESHOLD = ∞   freed memory stays in the process, ready for the next step
     M_TOP_PAD = 512 MiB    the heap grows in large strides (fewer, larger growths)
 
-After the first steps the process holds its largest working set and hardly faults (7 300 a step:
-a longer prompt needs a little more; tests/test_allocator.py counts them). The price: the process's
+After the first steps the process holds its largest working set and hardly faults (7 300 a step
+in that benchmark; tests/test_allocator.py counts them). The price: the process's
 resident memory stays at its peak instead of shrinking between steps (+177 MiB of peak RSS in that
 benchmark). `measure.release_memory()` (`malloc_trim`) still hands every free page back when asked —
 the memory meters of lesson 07 call it before each measurement.
@@ -41,13 +41,13 @@ _TOP_PAD = 512 * 2 ** 20
 _state = {"on": False}
 
 
-def _libc():
-    """glibc's handle if this process runs on it (it has `mallopt`), else None."""
+def glibc():
+    """glibc's handle if this process runs on it (it has `mallopt` and `malloc_trim`), else None."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     except OSError:
         return None
-    return libc if hasattr(libc, "mallopt") and hasattr(libc, "gnu_get_libc_version") else None
+    return libc if all(hasattr(libc, f) for f in ("mallopt", "malloc_trim", "gnu_get_libc_version")) else None
 
 
 def keep_freed_memory() -> bool:
@@ -57,7 +57,7 @@ def keep_freed_memory() -> bool:
     """
     if _state["on"]:
         return True
-    libc = _libc()
+    libc = glibc()
     if libc is None:
         return False
     ok = all(libc.mallopt(param, value) == 1 for param, value in

@@ -26,8 +26,6 @@ Taught in notebooks/07_comparison.ipynb; used by benchmarks/vs_trl.py.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import gc
 import json
 import os
@@ -59,11 +57,11 @@ def _status_kib(field: str) -> int | None:
 
 def release_memory() -> None:
     """Collect garbage and hand the C allocator's free pages back to the OS (glibc; no-op elsewhere)."""
+    from .allocator import glibc
     gc.collect()
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    libc = glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def rss_bytes() -> int | None:

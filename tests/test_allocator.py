@@ -13,7 +13,7 @@ import pytest
 
 from reinforce_edu import allocator
 
-pytestmark = pytest.mark.skipif(allocator._libc() is None, reason="glibc's mallopt is needed (Linux)")
+pytestmark = pytest.mark.skipif(allocator.glibc() is None, reason="glibc's mallopt is needed (Linux)")
 
 MIB = 64  # above glibc's largest mmap threshold (32 MiB): by default every such block is a private mmap
 PAGES = MIB * 2 ** 20 // 4096

@@ -231,12 +231,15 @@ def test_time_phases_times_each_step_and_restores_the_trainer(tmp_path):
         return char_reward(completions, **kw)
 
     trainer = make(tmp_path, reward_fn=counted, steps=3)
+    start = time.perf_counter()
     rows = time_phases(trainer, 2)
+    wall = time.perf_counter() - start
     assert trainer.step == 2 and len(rows) == 2 and len(calls) == 2  # two real updates, each scored once
     for r in rows:
         assert set(r) == {"step", "generate", "score", "train", "faults"}
-        assert 0 < r["generate"] < r["step"] and 0 <= r["score"] < r["step"] and r["faults"] >= 0
-        assert r["train"] == pytest.approx(r["step"] - r["generate"] - r["score"])
+        assert 0 < r["generate"] < r["step"] and 0 <= r["score"] < r["step"] and 0 < r["train"] < r["step"]
+        assert isinstance(r["faults"], int) and r["faults"] >= 0
+    assert sum(r["step"] for r in rows) <= wall  # the steps' own clocks, within the call's
     assert "rollout" not in vars(trainer) and "score" not in vars(trainer)  # the methods are back
     trainer.train_step()  # and still work
     assert trainer.step == 3

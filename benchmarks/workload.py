@@ -1,0 +1,44 @@
+"""The one RLOO step every trainer benchmark here measures (vs_trl.py, torch_compile.py, allocator.py).
+
+SmolLM2-135M-Instruct, every parameter trains, the first 64 training prompts, P = 4 prompts × k = 4
+samples = 16 completions of at most 32 new tokens, temperature 1, RLOO baseline, β = 0.05, learning
+rate 1e-6, the gold scorer as reward. Imported by the scripts beside it (each run as
+`python benchmarks/<script>.py`, which puts this folder on the path).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+P, K, NEW_TOKENS, BETA, LR, N_PROMPTS = 4, 4, 32, 0.05, 1e-6, 64
+MODEL = "SmolLM2-135M-Instruct"
+
+
+def prompts() -> list[str]:
+    """The N_PROMPTS training prompts of every benchmark."""
+    from reinforce_edu.data import load_prompts
+    return load_prompts("train")[:N_PROMPTS]
+
+
+def trainer(**overrides):
+    """Our `Trainer` on the workload (bf16 autocast, CPU); `overrides` replace `TrainConfig` fields."""
+    from reinforce_edu.rewards import gold_reward
+    from reinforce_edu.trainer import TrainConfig, Trainer
+    settings = dict(model="smollm2", reward="gold", prompts_per_step=P, samples_per_prompt=K,
+                    max_new_tokens=NEW_TOKENS, beta=BETA, learning_rate=LR, baseline="rloo", trainable_blocks=0,
+                    device="cpu", dtype="bf16", output_dir=tempfile.mkdtemp(prefix="bench_"), progress=False)
+    settings.update(overrides)
+    return Trainer(TrainConfig(**settings), prompts=prompts(), reward_fn=gold_reward)
+
+
+def describe(warmup: int, steps: int) -> dict:
+    """The workload as stored beside a result."""
+    return {"P": P, "k": K, "max_new_tokens": NEW_TOKENS, "beta": BETA, "learning_rate": LR,
+            "warmup": warmup, "steps": steps, "model": MODEL}
+
+
+def record(args, load: tuple[float, float, float]) -> dict:
+    """The fields every stored benchmark result shares: threads, load averages, the workload."""
+    return {"threads": args.threads, "load_average_at_start": load, "load_average_at_end": os.getloadavg(),
+            "workload": describe(args.warmup, args.steps)}
