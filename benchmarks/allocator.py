@@ -25,6 +25,7 @@ import statistics
 import sys
 from pathlib import Path
 
+import workload
 from workload import record, trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,15 +46,10 @@ def worker(mode: str, steps: int, warmup: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=6, help="timed steps per configuration")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed first steps (the first touch of every page)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1, as in benchmarks/vs_trl.py)")
-    parser.add_argument("--json", type=Path, help="write the results, the command, commit and device here")
+    parser = workload.parser(__doc__, steps=6, warmup=2,
+                             warmup_help="untimed first steps (the first touch of every page)")
     parser.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.steps < 1 or args.warmup < 0:
-        parser.error("--steps must be >= 1 and --warmup >= 0")
+    args = workload.parse(parser, argv, min_warmup=0)
     import torch
     torch.set_num_threads(args.threads)
     from reinforce_edu.measure import device_description, report_result, run_worker, write_result

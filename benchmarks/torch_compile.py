@@ -35,6 +35,7 @@ import statistics
 import sys
 from pathlib import Path
 
+import workload
 from workload import K, NEW_TOKENS, P, record, trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,18 +98,12 @@ def _spawn(mode: str, args) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=6, help="timed steps per configuration")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed first steps (they pay the compilation)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1, as in benchmarks/vs_trl.py)")
+    parser = workload.parser(__doc__, steps=6, warmup=2, warmup_help="untimed first steps (they pay the compilation)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--timeout", type=int, default=900, help="seconds allowed per configuration")
-    parser.add_argument("--json", type=Path, help="write the results, the command, commit and device here")
     parser.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.steps < 1 or args.warmup < 1:
-        parser.error("--steps and --warmup must be >= 1")
+    args = workload.parse(parser, argv)
     import torch
     torch.set_num_threads(args.threads)
     if args.worker:

@@ -23,13 +23,13 @@ the warm-up and reused, so every figure is of the same phase. Runs offline, on a
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
+import workload
 from workload import record, trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,15 +94,9 @@ def budget(res: dict, target: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=5, help="timed train phases (median)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed real steps first")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1, as in benchmarks/vs_trl.py)")
+    parser = workload.parser(__doc__, steps=5, warmup=3, warmup_help="untimed real steps first")
     parser.add_argument("--target", type=float, default=0.40, help="the share of the peak to budget for")
-    parser.add_argument("--json", type=Path, help="write the result, the command, commit and device here")
-    args = parser.parse_args(argv)
-    if args.steps < 1 or args.warmup < 1:
-        parser.error("--steps and --warmup must be >= 1")
+    args = workload.parse(parser, argv)
     if not 0 < args.target <= 1:
         parser.error("--target must be in (0, 1]")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -28,7 +28,8 @@ pass of the reference, then the training pass whose activations are recomputed i
 log-probs also give the KL). Reported: median s/step over the timed steps (min-max), the generation
 share, samples/s, completion tokens/s, peak RSS; for ours also the train phase's achieved GFLOP/s
 (FLOPs counted by torch.utils.flop_counter) against this machine's bf16 matmul peak (target >= 40 %)
-and the share of its time spent in matmul kernels (measure.matmul_share),
+and the share of its time spent in matmul kernels (measure.matmul_share; benchmarks/train_phase_budget.py
+splits that time further),
 and the mismatch between bf16-autocast and fp32 log-probs of the same completions.
 
 TRL is an optional extra (`pip install -e '.[bench]'`); without it only our side runs. Runs offline.
@@ -304,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
               f"(target >= {TARGET_PEAK:.0%}: {'met' if frac >= TARGET_PEAK else 'MISSED'})")
         if "train_matmul_share" in r:
             print(f"  share of the train phase's CPU time in matmul kernels (profiler): {r['train_matmul_share']:.0%}; "
-                  f"the rest is norms, activations, casts, softmax and per-op overhead")
+                  f"the rest is norms, activations, casts, softmax and per-op overhead "
+                  f"(benchmarks/train_phase_budget.py splits it and says how much of it the target allows)")
         mm = r["logprob_mismatch"]
         print(f"bf16-autocast vs fp32 log-probs (fp32 logsumexp both): per token max |d| {mm['token_max_abs']:.3f}, "
               f"mean |d| {mm['token_mean_abs']:.4f}, mean d {mm['token_mean']:+.4f}; per sequence mean |d| "

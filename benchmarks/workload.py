@@ -1,4 +1,5 @@
-"""The one RLOO step every trainer benchmark here measures (vs_trl.py, torch_compile.py, allocator.py).
+"""The one RLOO step every trainer benchmark here measures (vs_trl.py, torch_compile.py, allocator.py,
+train_phase_budget.py), and the options they share.
 
 SmolLM2-135M-Instruct, every parameter trains, the first 64 training prompts, P = 4 prompts × k = 4
 samples = 16 completions of at most 32 new tokens, temperature 1, RLOO baseline, β = 0.05, learning
@@ -8,8 +9,10 @@ rate 1e-6, the gold scorer as reward. Imported by the scripts beside it (each ru
 
 from __future__ import annotations
 
+import argparse
 import os
 import tempfile
+from pathlib import Path
 
 P, K, NEW_TOKENS, BETA, LR, N_PROMPTS = 4, 4, 32, 0.05, 1e-6, 64
 MODEL = "SmolLM2-135M-Instruct"
@@ -42,3 +45,21 @@ def record(args, load: tuple[float, float, float]) -> dict:
     """The fields every stored benchmark result shares: threads, load averages, the workload."""
     return {"threads": args.threads, "load_average_at_start": load, "load_average_at_end": os.getloadavg(),
             "workload": describe(args.warmup, args.steps)}
+
+
+def parser(doc: str, *, steps: int, warmup: int, warmup_help: str) -> argparse.ArgumentParser:
+    """The options every trainer benchmark here takes: --steps, --warmup, --threads (1) and --json."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=steps, help="timed steps (per configuration)")
+    p.add_argument("--warmup", type=int, default=warmup, help=warmup_help)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1, as in benchmarks/vs_trl.py)")
+    p.add_argument("--json", type=Path, help="write the results, the command, commit and device here")
+    return p
+
+
+def parse(p: argparse.ArgumentParser, argv: list[str] | None, min_warmup: int = 1) -> argparse.Namespace:
+    """Parse `argv`; --steps must be >= 1, --warmup >= `min_warmup` and --threads >= 1."""
+    args = p.parse_args(argv)
+    if args.steps < 1 or args.warmup < min_warmup or args.threads < 1:
+        p.error(f"--steps and --threads must be >= 1 and --warmup >= {min_warmup}")
+    return args

@@ -52,6 +52,11 @@ def _describe(x):
     return (tuple(x.shape), tuple(x.stride()), x.dtype, x.device) if isinstance(x, torch.Tensor) else x
 
 
+def _is_tensor(arg) -> bool:
+    """Whether a recorded argument describes a tensor (shape, stride, dtype, device)."""
+    return isinstance(arg, tuple) and len(arg) == 4 and isinstance(arg[2], torch.dtype)
+
+
 class _Recorder(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
@@ -62,7 +67,7 @@ class _Recorder(TorchDispatchMode):
         op = _OPS.get(func)
         if op is not None:
             described = tuple(_describe(a) for a in args)
-            tensors = [d for d in described if isinstance(d, tuple) and len(d) == 4]
+            tensors = [d for d in described if _is_tensor(d)]
             self.calls.append(MatmulCall(op, described, tuple(sorted(kwargs.items())), _flops(op, tensors)))
         return func(*args, **kwargs)
 
@@ -104,7 +109,7 @@ def replay_matmuls(calls: list[MatmulCall], repeats: int = 3, copies: int = 4) -
     pools: dict[MatmulCall, list[list]] = {}
     for c in calls:
         if c not in pools:
-            pools[c] = [[_operand(*a, gen) if isinstance(a, tuple) and len(a) == 4 else a for a in c.args]
+            pools[c] = [[_operand(*a, gen) if _is_tensor(a) else a for a in c.args]
                         for _ in range(copies)]
     funcs = {v: k for k, v in _OPS.items()}
     plan = []
@@ -113,8 +118,8 @@ def replay_matmuls(calls: list[MatmulCall], repeats: int = 3, copies: int = 4) -
         i = turn.get(c, 0)
         turn[c] = i + 1
         plan.append((funcs[c.op], pools[c][i % copies], dict(c.kwargs)))
-    cuda = [d for c in calls for a in c.args if isinstance(a, tuple) and len(a) == 4 and (d := a[3]).type == "cuda"]
-    sync = (lambda: torch.cuda.synchronize(cuda[0])) if cuda else (lambda: None)
+    cuda = next((a[3] for c in calls for a in c.args if _is_tensor(a) and a[3].type == "cuda"), None)
+    sync = (lambda: torch.cuda.synchronize(cuda)) if cuda is not None else (lambda: None)
     best = float("inf")
     with torch.no_grad():
         for rep in range(repeats + 1):
