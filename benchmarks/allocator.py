@@ -23,12 +23,10 @@ import argparse
 import os
 import statistics
 import sys
-from pathlib import Path
 
 import workload
-from workload import record, trainer
+from workload import ROOT, trainer
 
-ROOT = Path(__file__).resolve().parents[1]
 MODES = ("returned", "kept")
 
 
@@ -52,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = workload.parse(parser, argv, min_warmup=0)
     import torch
     torch.set_num_threads(args.threads)
-    from reinforce_edu.measure import device_description, report_result, run_worker, write_result
+    from reinforce_edu.measure import device_description, report_result, run_worker
     if args.worker:
         report_result(worker(args.worker, args.steps, args.warmup))
         return 0
@@ -78,10 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kept freed memory: step {summary['s_per_step']:.2f}x faster (generate {summary['generate_s']:.2f}x, "
               f"train {summary['train_s']:.2f}x); page faults per step {old['faults_per_step']:.0f} -> "
               f"{new['faults_per_step']:.0f}; peak RSS {new['peak_rss_mib'] - old['peak_rss_mib']:+.0f} MiB")
-    if args.json:
-        write_result(args.json, __file__, argv if argv is not None else sys.argv[1:], ROOT, **record(args, load),
-                     speedup=summary, results=results)
-        print(f"wrote {args.json}")
+    workload.store(args, argv, __file__, load, speedup=summary, results=results)
     return 0
 
 

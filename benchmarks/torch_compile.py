@@ -17,7 +17,8 @@ fresh process (so each pays its own compilation):
 Sampling (the KV-cached decode), the no-grad π_ref pass and the training pass (forward and
 backward) all run through the compiled modules.
 
-Every step has other shapes (prompt and completion lengths change), so dynamo recompiles until it
+Each configuration compiles from a cold cache (a fresh TORCHINDUCTOR_CACHE_DIR), so its warm-up pays the
+whole compilation, as on a new machine. Every step has other shapes (prompt and completion lengths change), so dynamo recompiles until it
 marks the lengths dynamic; the warm-up steps pay that. Reported per configuration: median s/step
 over the timed steps and its three phases (generate; score = reward model and gold scorer; train =
 π_ref pass + training pass + backward + AdamW), the seconds of the warm-up steps, and for `blocks`
@@ -33,12 +34,11 @@ import argparse
 import os
 import statistics
 import sys
-from pathlib import Path
+import tempfile
 
 import workload
-from workload import K, NEW_TOKENS, P, record, trainer
+from workload import K, NEW_TOKENS, P, ROOT, trainer
 
-ROOT = Path(__file__).resolve().parents[1]
 MODES = ("eager", "mlp_norm", "blocks")
 
 
@@ -89,7 +89,9 @@ def _spawn(mode: str, args) -> dict | None:
     from reinforce_edu.measure import run_worker
     cmd = [sys.executable, __file__, "--worker", mode, "--steps", str(args.steps), "--warmup", str(args.warmup),
            "--threads", str(args.threads), "--device", args.device]
-    res = run_worker(cmd, cwd=ROOT, label=mode, timeout=args.timeout, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    with tempfile.TemporaryDirectory(prefix="inductor_") as cache:  # a cold compile cache: no graph from an earlier run
+        res = run_worker(cmd, cwd=ROOT, label=mode, timeout=args.timeout,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT), TORCHINDUCTOR_CACHE_DIR=cache))
     if res is not None:
         res["mode"] = mode
         if "s_per_step" in res:
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         report_result(res)
         return 0
 
-    from reinforce_edu.measure import device_description, write_result
+    from reinforce_edu.measure import device_description
     load = os.getloadavg()
     print(f"{device_description()}, torch {torch.__version__}, load average {load[0]:.1f}")
     print(f"workload: P={P} x k={K} x <= {NEW_TOKENS} new tokens, bf16 autocast, every parameter trains, "
@@ -142,10 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     for m, r in results.items():
         if "timed_out_s" in r:
             print(f"{m}: did not finish {args.warmup + args.steps} steps within {r['timed_out_s']} s (compilation)")
-    if args.json:
-        write_result(args.json, __file__, argv if argv is not None else sys.argv[1:], ROOT, **record(args, load),
-                     summary=summary, results=results)
-        print(f"wrote {args.json}")
+    workload.store(args, argv, __file__, load, summary=summary, results=results)
     return 0
 
 

@@ -27,12 +27,10 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import workload
-from workload import record, trainer
+from workload import trainer
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def fix_rollout(bench) -> None:
@@ -103,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     torch.set_num_threads(args.threads)
 
-    from reinforce_edu.measure import device_description, write_result
+    from reinforce_edu.measure import device_description
     load = os.getloadavg()
     print(f"{device_description()}, torch {torch.__version__}, load average {load[0]:.1f}", flush=True)
     res = measure(args)
@@ -122,10 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                f"the rest must fit in {b['rest_allowed_s']:.2f} s, {res['rest_s'] / b['rest_allowed_s']:.0f}x less "
                f"than now" if b["rest_allowed_s"] > 0 else "out of reach even if the rest cost nothing")
     print(f"for {b['target']:.0%} of the peak the phase may take {b['allowed_s']:.2f} s: {verdict}")
-    if args.json:
-        write_result(args.json, __file__, argv if argv is not None else sys.argv[1:], ROOT, **record(args, load),
-                     result=res, budget=b)
-        print(f"wrote {args.json}")
+    workload.store(args, argv, __file__, load, result=res, budget=b)
     return 0
 
 

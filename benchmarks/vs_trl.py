@@ -45,9 +45,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from workload import BETA, K, LR, NEW_TOKENS, P, record, prompts, trainer
+import workload
+from workload import BETA, K, LR, NEW_TOKENS, P, ROOT, prompts, trainer
 
-ROOT = Path(__file__).resolve().parents[1]
 TARGET_DEFAULT, TARGET_MATCHED, TARGET_PEAK = 3.0, 2.0, 0.40
 
 
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from reinforce_edu.measure import device_description, matmul_peak, write_result
+    from reinforce_edu.measure import device_description, matmul_peak
     have_trl = importlib.util.find_spec("trl") is not None
     if not have_trl:
         print("trl is not installed: only our side runs. Install the optional extra with "
@@ -311,11 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bf16-autocast vs fp32 log-probs (fp32 logsumexp both): per token max |d| {mm['token_max_abs']:.3f}, "
               f"mean |d| {mm['token_mean_abs']:.4f}, mean d {mm['token_mean']:+.4f}; per sequence mean |d| "
               f"{mm['sequence_mean_abs']:.3f}, max {mm['sequence_max_abs']:.3f} nats")
-    if args.json:
-        write_result(args.json, __file__, argv if argv is not None else sys.argv[1:], ROOT, **record(args, load),
-                     bf16_matmul_peak_gflops=peak, fp32_matmul_peak_gflops=peak32,
-                     speedup=summary, speedup_vs_trl_kept_memory=versus_kept, results=results)
-        print(f"wrote {args.json}")
+    workload.store(args, argv, __file__, load, bf16_matmul_peak_gflops=peak, fp32_matmul_peak_gflops=peak32,
+                   speedup=summary, speedup_vs_trl_kept_memory=versus_kept, results=results)
     return 0
 
 

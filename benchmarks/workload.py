@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 P, K, NEW_TOKENS, BETA, LR, N_PROMPTS = 4, 4, 32, 0.05, 1e-6, 64
 MODEL = "SmolLM2-135M-Instruct"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def prompts() -> list[str]:
@@ -63,3 +65,12 @@ def parse(p: argparse.ArgumentParser, argv: list[str] | None, min_warmup: int = 
     if args.steps < 1 or args.warmup < min_warmup or args.threads < 1:
         p.error(f"--steps and --threads must be >= 1 and --warmup >= {min_warmup}")
     return args
+
+
+def store(args: argparse.Namespace, argv: list[str] | None, script: str, load: tuple, **fields) -> None:
+    """With --json: write `fields` after the shared ones (`record`), led by the provenance (measure.write_result)."""
+    if args.json:
+        from reinforce_edu.measure import write_result
+        write_result(args.json, script, argv if argv is not None else sys.argv[1:], ROOT, **record(args, load),
+                     **fields)
+        print(f"wrote {args.json}")
