@@ -17,9 +17,9 @@ fresh process (so each pays its own compilation):
 Sampling (the KV-cached decode), the no-grad π_ref pass and the training pass (forward and
 backward) all run through the compiled modules.
 
-Each configuration compiles from a cold cache (a fresh TORCHINDUCTOR_CACHE_DIR), so its warm-up pays the
-whole compilation, as on a new machine. Every step has other shapes (prompt and completion lengths change), so dynamo recompiles until it
-marks the lengths dynamic; the warm-up steps pay that. Reported per configuration: median s/step
+Each configuration compiles from a cold cache (a fresh TORCHINDUCTOR_CACHE_DIR), so its warm-up pays
+the whole compilation, as on a new machine. Every step has other shapes (prompt and completion lengths
+change), so dynamo recompiles until it marks the lengths dynamic; the warm-up steps pay that too. Reported per configuration: median s/step
 over the timed steps and its three phases (generate; score = reward model and gold scorer; train =
 π_ref pass + training pass + backward + AdamW), the seconds of the warm-up steps, and for `blocks`
 the number of graphs dynamo compiled. The driver prints the speed-up of each phase and the number
