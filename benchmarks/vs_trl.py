@@ -43,7 +43,6 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import workload
 from workload import BETA, K, LR, NEW_TOKENS, P, ROOT, prompts, trainer
@@ -222,20 +221,16 @@ def _spawn(side: str, precision: str, args) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=6, help="timed steps per configuration")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed first steps (kernel selection, page faults)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads of every side (1: on a shared CPU more threads than free cores slow "
-                             "every side down by large, erratic factors)")
+    parser = workload.parser(__doc__, steps=6, warmup=2, warmup_help="untimed first steps (kernel selection, page faults)")
     parser.add_argument("--repeats", type=int, default=1, help="run the whole set of configurations this many times")
     parser.add_argument("--precisions", nargs="+", default=["bf16", "fp32"], choices=["bf16", "fp32"])
     parser.add_argument("--trl-kept-memory", action=argparse.BooleanOptionalAction, default=True,
                         help="also time TRL with our allocator setting (freed memory kept in the process)")
-    parser.add_argument("--json", type=Path, help="write every result, the command, commit and device here")
     parser.add_argument("--worker", choices=["trl", "trl-kept", "ours"], help=argparse.SUPPRESS)
     parser.add_argument("--precision", choices=["bf16", "fp32"], help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args = workload.parse(parser, argv, min_warmup=0)
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
     if args.worker:
         run_worker(args)
         return 0

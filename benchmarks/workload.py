@@ -54,7 +54,9 @@ def parser(doc: str, *, steps: int, warmup: int, warmup_help: str) -> argparse.A
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=steps, help="timed steps (per configuration)")
     p.add_argument("--warmup", type=int, default=warmup, help=warmup_help)
-    p.add_argument("--threads", type=int, default=1, help="torch threads (1, as in benchmarks/vs_trl.py)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads of every process (1: on a shared CPU more threads than free cores slow "
+                        "every run down by large, erratic factors)")
     p.add_argument("--json", type=Path, help="write the results, the command, commit and device here")
     return p
 
