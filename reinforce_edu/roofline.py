@@ -13,7 +13,7 @@ matmuls (other shapes, say fused projections, would have another). And for a tar
 time left for everything that is not a matmul is F / (s · peak) − t_mm.
 
 Used by benchmarks/train_phase_budget.py; `measure.matmul_share` gives the profiler's view of the
-same split.
+same split. Taught in notebooks/07_comparison.ipynb (section 8), from that script's stored result.
 """
 
 from __future__ import annotations

@@ -398,6 +398,43 @@ cells = [
               f"measured bf16 matmul peak")
         assert all(min(ratios) > 1 for ratios in bench["speedup"].values())  # ours is the faster at both precisions
     """),
+    md(r"""
+    **How far from this machine's peak?** A phase made only of matmuls would run near the bf16 matmul
+    peak; ours runs at a fraction of it. `python benchmarks/train_phase_budget.py` says where the rest of
+    the time goes: it records the train phase's own matmul calls with their shapes, strides and dtypes
+    (`roofline.record_matmuls`), replays them alone (`roofline.replay_matmuls`), and times the AdamW step
+    alone. What is left is everything that is not a matmul — norms, rotary embeddings, SiLU, softmax,
+    fp32↔bf16 casts, the log-softmax over the 49 152-token vocabulary — and the per-op overhead of eager
+    PyTorch. The stored run is from an Intel Xeon with AMX units, whose bf16 peak is about 3× the AMD's
+    above: the faster the matmuls, the more the rest weighs in the share.
+    """),
+    code(r"""
+    # NBVAL_CHECK_OUTPUT
+    tb = json.loads(Path("../data/results/train_phase_budget_cpu_intel-xeon.json").read_text())
+    res, bud = tb["result"], tb["budget"]
+    print(f"{tb['device']}; commit {str(tb['commit'])[:10]}; bf16 matmul peak {res['bf16_matmul_peak_gflops']:.0f} GFLOP/s")
+    parts = {"matmuls, replayed alone": res["matmul_s"], "AdamW step": res["adamw_s"], "the rest": res["rest_s"]}
+    for name, seconds in parts.items():
+        print(f"{name:<24}{seconds:6.2f} s  ({seconds / res['phase_s']:.0%} of the phase)")
+    print(f"the phase: {res['phase_s']:.2f} s = {res['share']:.0%} of the peak; its matmuls alone would reach "
+          f"{res['matmul_ceiling_share']:.0%}")
+    print(f"for {bud['target']:.0%} of the peak the phase may take {bud['allowed_s']:.2f} s, which leaves "
+          f"{bud['rest_allowed_s']:.2f} s for the rest: {res['rest_s'] / bud['rest_allowed_s']:.0f}x less than it takes")
+    assert res["rest_s"] > res["matmul_s"] and res["matmul_ceiling_share"] > 2 * res["share"]  # not matmul-bound
+    """),
+    code(r"""
+    fig, ax = plt.subplots(figsize=(10, 1.9))
+    left = 0.0
+    for (name, seconds), colour in zip(parts.items(), ["tab:blue", "tab:orange", "tab:gray"]):
+        ax.barh(["measured"], [seconds], left=left, color=colour, label=name)
+        left += seconds
+    ax.barh([f"{bud['target']:.0%} of peak"], [bud["allowed_s"]], color="none", edgecolor="black", hatch="//",
+            label="time allowed")
+    ax.set_xlabel("seconds of one train phase")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    plt.tight_layout()
+    plt.show()
+    """),
     code(r"""
     print(f"lesson run time: {time.perf_counter() - start:.0f} s")
     """),
@@ -425,6 +462,7 @@ cells = [
     | peak memory, FLOPs, matmul peak | `measure.PeakMemory`, `count_flops`, `matmul_peak` |
     | the full-size comparison | `scripts/full_comparison.py` → `data/results/comparison_<device>.json` |
     | our trainer against TRL's RLOOTrainer | `benchmarks/vs_trl.py` → `data/results/vs_trl_cpu.json` |
+    | where the train phase's time goes, against the matmul peak | `roofline.record_matmuls`, `replay_matmuls`; `benchmarks/train_phase_budget.py` |
 
     **What to try next**
     - `python -m reinforce_edu.train --method ppo --baseline none --samples-per-prompt 1 --ppo-epochs 4`:
