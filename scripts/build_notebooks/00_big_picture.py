@@ -67,7 +67,7 @@ cells = [
     | 04_kl_and_reference | KL penalty, k1/k2/k3, the seed's faults | toy sequence policy | `kl`, `losses` | 0.2 |
     | 05_reward_model | Bradley–Terry reward model | SmolLM2-135M | `models`, `rewards`, `reward_model` | 0.3 |
     | 06_rlhf_small_llm | REINFORCE/RLOO fine-tuning, variance on a real LLM | SmolLM2-135M | `generation`, `trainer`, `train` | 2.1 |
-    | 07_comparison | REINFORCE vs RLOO vs GRPO vs PPO: reward, KL, speed, memory | SmolLM2-135M | `ppo`, `comparison`, `measure` | 4.3 |
+    | 07_comparison | REINFORCE vs RLOO vs GRPO vs PPO: reward, KL, speed, memory | SmolLM2-135M | `ppo`, `comparison`, `measure`, `roofline` | 4.2 |
 
     Each lesson adds one idea to the last and imports the library rather than re-implementing it: the same
     `reinforce_loss` and baselines serve the bandit, the toy sequences and the real LLM.
