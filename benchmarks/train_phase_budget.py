@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import statistics
 import sys
-import time
 
 import workload
 from workload import trainer
@@ -47,14 +46,11 @@ def fix_rollout(bench) -> None:
 def time_adamw(bench, repeats: int = 3) -> float:
     """Seconds of one step of the trainer's own (fused) AdamW, best of `repeats`; the weights move."""
     import torch
+
+    from reinforce_edu.measure import best_seconds
     for p in bench.params:
         p.grad = torch.randn_like(p) * 1e-3
-    best = float("inf")
-    for _ in range(repeats + 1):  # the first is the warm-up
-        start = time.perf_counter()
-        bench.optimizer.step()
-        best = min(best, time.perf_counter() - start)
-    return best
+    return best_seconds(bench.optimizer.step, repeats, warmup=1)
 
 
 def measure(args) -> dict:

@@ -11,6 +11,7 @@ Lesson 07 compares methods by what they buy (gold reward, KL) *and* what they co
   Without /proc: `resource.getrusage` peak, which cannot be reset.
 - `count_flops(fn)`: the FLOPs `fn` runs, counted by `torch.utils.flop_counter.FlopCounterMode`
   (matmuls and attention, forward and backward; elementwise work is not counted).
+- `best_seconds(fn, repeats)`: the least time of a few runs after a warm-up, the timer of the meters below.
 - `matmul_peak(dtype)`: the GFLOP/s of a large square matmul — the best this machine does — so
   that a training phase's achieved GFLOP/s = FLOPs / seconds can be put as a fraction of it.
 - `matmul_share(fn)`: the share of `fn`'s CPU time spent in matmul kernels (torch profiler), i.e.
@@ -143,6 +144,27 @@ def matmul_share(fn: Callable[[], object]) -> tuple[float, object]:
     return (matmul / total if total else float("nan")), out
 
 
+def best_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1,
+                 device: torch.device | str = "cpu") -> float:
+    """The least wall-clock seconds of `fn()` over `repeats` runs, after `warmup` untimed runs.
+
+    The warm-up pays kernel selection and page faults; the minimum drops one-off stalls of a shared
+    machine. CUDA work is synchronised before each reading.
+    """
+    device = torch.device(device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        fn()
+    sync()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def matmul_peak(dtype: torch.dtype = torch.bfloat16, n: int = 2048, repeats: int = 10,
                 device: torch.device | str = "cpu") -> float:
     """GFLOP/s of an (n, n) @ (n, n) matmul in `dtype` on `device`, best of `repeats` (2n³ FLOPs each)."""
@@ -150,17 +172,7 @@ def matmul_peak(dtype: torch.dtype = torch.bfloat16, n: int = 2048, repeats: int
     g = torch.Generator(device="cpu").manual_seed(0)
     a = torch.randn(n, n, generator=g).to(device=device, dtype=dtype)
     b = torch.randn(n, n, generator=g).to(device=device, dtype=dtype)
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    for _ in range(3):  # warm-up: kernel selection, page faults
-        a @ b
-    sync()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        sync()
-        best = min(best, time.perf_counter() - start)
-    return 2 * n ** 3 / best / 1e9
+    return 2 * n ** 3 / best_seconds(lambda: a @ b, repeats, warmup=3, device=device) / 1e9
 
 
 def time_phases(trainer, n_steps: int) -> list[dict]:

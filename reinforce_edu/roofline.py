@@ -18,12 +18,14 @@ same split. Taught in notebooks/07_comparison.ipynb (section 8), from that scrip
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
+
+from .measure import best_seconds
 
 __all__ = ["MatmulCall", "record_matmuls", "replay_matmuls"]
 
@@ -38,14 +40,7 @@ class MatmulCall:
     op: str  # "mm" | "bmm" | "addmm" | "baddbmm"
     args: tuple
     kwargs: tuple  # sorted (name, value) pairs, e.g. (("alpha", 1), ("beta", 0))
-    flops: int  # 2·m·k·n (·b): a multiply-add counts as 2, as in measure.count_flops
-
-
-def _flops(op: str, tensors: list[tuple]) -> int:
-    a, b = (tensors[1], tensors[2]) if op in ("addmm", "baddbmm") else (tensors[0], tensors[1])
-    *batch, m, k = a[0]
-    n = b[0][-1]
-    return 2 * m * k * n * (batch[0] if batch else 1)
+    flops: int  # 2·m·k·n (·b): torch.utils.flop_counter's formula, as in measure.count_flops
 
 
 def _describe(x):
@@ -67,8 +62,8 @@ class _Recorder(TorchDispatchMode):
         op = _OPS.get(func)
         if op is not None:
             described = tuple(_describe(a) for a in args)
-            tensors = [d for d in described if _is_tensor(d)]
-            self.calls.append(MatmulCall(op, described, tuple(sorted(kwargs.items())), _flops(op, tensors)))
+            flops = flop_registry[func.overloadpacket](*args, **kwargs, out_val=None)  # torch's own formula
+            self.calls.append(MatmulCall(op, described, tuple(sorted(kwargs.items())), int(flops)))
         return func(*args, **kwargs)
 
 
@@ -119,14 +114,9 @@ def replay_matmuls(calls: list[MatmulCall], repeats: int = 3, copies: int = 4) -
         turn[c] = i + 1
         plan.append((funcs[c.op], pools[c][i % copies], dict(c.kwargs)))
     cuda = next((a[3] for c in calls for a in c.args if _is_tensor(a) and a[3].type == "cuda"), None)
-    sync = (lambda: torch.cuda.synchronize(cuda)) if cuda is not None else (lambda: None)
-    best = float("inf")
+
+    def run() -> None:
+        for func, args, kwargs in plan:
+            func(*args, **kwargs)
     with torch.no_grad():
-        for rep in range(repeats + 1):
-            start = time.perf_counter()
-            for func, args, kwargs in plan:
-                func(*args, **kwargs)
-            sync()
-            if rep:  # the first pass is the warm-up
-                best = min(best, time.perf_counter() - start)
-    return best
+        return best_seconds(run, repeats, warmup=1, device=cuda if cuda is not None else "cpu")

@@ -8,7 +8,7 @@ import torch
 
 from reinforce_edu.comparison import METHODS, method_config, run_method, summarise
 from reinforce_edu.generation import completion_logprobs, filter_logits, sample, sample_categorical
-from reinforce_edu.measure import (PeakMemory, count_flops, device_description, device_slug, git_commit, matmul_peak,
+from reinforce_edu.measure import (PeakMemory, best_seconds, count_flops, device_description, device_slug, git_commit, matmul_peak,
                                    matmul_share, time_phases, write_result)
 from reinforce_edu.models import tiny_llama
 from reinforce_edu.trainer import CHECKPOINT, TrainConfig, Trainer
@@ -200,6 +200,16 @@ def test_count_flops_of_a_matmul_and_matmul_peak():
     peak = matmul_peak(torch.float32, n=128, repeats=2)  # GFLOP/s = 2·n³·repeats / seconds / 1e9
     elapsed = time.perf_counter() - start
     assert 2 * 128 ** 3 * 2 / elapsed / 1e9 <= peak < 1e5  # at least the rate the whole call achieved, finite
+
+
+def test_best_seconds_runs_warmup_and_repeats_and_keeps_the_least():
+    durations = iter([0.0, 0.06, 0.01, 0.04])  # the warm-up, then three timed runs
+
+    def fn():
+        time.sleep(next(durations))
+    best = best_seconds(fn, repeats=3, warmup=1)
+    assert next(durations, None) is None  # exactly 1 + 3 calls
+    assert 0.01 <= best < 0.04  # the shortest timed run (sleep never returns early), not the warm-up's 0
 
 
 def test_matmul_share_tells_matmul_time_from_the_rest():

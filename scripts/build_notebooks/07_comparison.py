@@ -412,7 +412,10 @@ cells = [
     # NBVAL_CHECK_OUTPUT
     tb = json.loads(Path("../data/results/train_phase_budget_cpu_intel-xeon.json").read_text())
     res, bud = tb["result"], tb["budget"]
-    print(f"{tb['device']}; commit {str(tb['commit'])[:10]}; bf16 matmul peak {res['bf16_matmul_peak_gflops']:.0f} GFLOP/s")
+    amd_peak = json.loads(Path("../data/results/vs_trl_cpu.json").read_text())["bf16_matmul_peak_gflops"]
+    peak_ratio = res["bf16_matmul_peak_gflops"] / amd_peak
+    print(f"{tb['device']}; commit {str(tb['commit'])[:10]}; bf16 matmul peak {res['bf16_matmul_peak_gflops']:.0f} GFLOP/s, "
+          f"{peak_ratio:.1f}x the AMD's {amd_peak:.0f}")
     parts = {"matmuls, replayed alone": res["matmul_s"], "AdamW step": res["adamw_s"], "the rest": res["rest_s"]}
     for name, seconds in parts.items():
         print(f"{name:<24}{seconds:6.2f} s  ({seconds / res['phase_s']:.0%} of the phase)")
@@ -421,6 +424,7 @@ cells = [
     print(f"for {bud['target']:.0%} of the peak the phase may take {bud['allowed_s']:.2f} s, which leaves "
           f"{bud['rest_allowed_s']:.2f} s for the rest: {res['rest_s'] / bud['rest_allowed_s']:.0f}x less than it takes")
     assert res["rest_s"] > res["matmul_s"] and res["matmul_ceiling_share"] > 2 * res["share"]  # not matmul-bound
+    assert 2.5 < peak_ratio < 4  # "about 3x the AMD's"
     """),
     code(r"""
     fig, ax = plt.subplots(figsize=(10, 1.9))
