@@ -3,7 +3,7 @@
     python benchmarks/allocator.py                      # 2 warm-up + 6 timed steps per configuration
     python benchmarks/allocator.py --steps 6 --json data/results/allocator_cpu_intel-xeon.json   # the stored result
 
-The workload is benchmarks/vs_trl.py's (SmolLM2-135M-Instruct, every parameter trains, bf16 autocast,
+The workload is benchmarks/vs_trl.py's (SmolLM2-135M-Instruct, every parameter trains, the precision dtype="auto" picks (bf16 autocast on the CPUs measured so far for this script),
 P = 4 prompts × k = 4 samples × at most 32 new tokens, RLOO, β = 0.05), on a CPU. Two configurations,
 each in a fresh process (the allocator setting is process-wide):
 

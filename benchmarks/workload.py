@@ -27,12 +27,12 @@ def prompts() -> list[str]:
 
 
 def trainer(**overrides):
-    """Our `Trainer` on the workload (bf16 autocast, CPU); `overrides` replace `TrainConfig` fields."""
+    """Our `Trainer` on the workload (CPU, the precision dtype="auto" picks there); `overrides` replace `TrainConfig` fields."""
     from reinforce_edu.rewards import gold_reward
     from reinforce_edu.trainer import TrainConfig, Trainer
     settings = dict(model="smollm2", reward="gold", prompts_per_step=P, samples_per_prompt=K,
                     max_new_tokens=NEW_TOKENS, beta=BETA, learning_rate=LR, baseline="rloo", trainable_blocks=0,
-                    device="cpu", dtype="bf16", output_dir=tempfile.mkdtemp(prefix="bench_"), progress=False)
+                    device="cpu", dtype="auto", output_dir=tempfile.mkdtemp(prefix="bench_"), progress=False)
     settings.update(overrides)
     return Trainer(TrainConfig(**settings), prompts=prompts(), reward_fn=gold_reward)
 

@@ -296,17 +296,19 @@ def run_worker(cmd: list[str], *, cwd: str | Path, label: str, timeout: float | 
     """Run a benchmark worker in a fresh process (so its memory peak and compilation are its own).
 
     Returns the dict of its last `RESULT {json}` line, with "wall_s" added (seconds, start to exit);
-    None if it failed (its stderr tail is printed, naming `label`); {"timed_out_s": timeout} if it
-    ran past `timeout` seconds. Runs offline: the Hugging Face hub variables are set.
+    None if it failed (its stderr tail is printed, naming `label`); {"timed_out_s": timeout,
+    "stopped_at": epoch seconds, "partial_stdout": what it printed} if it ran past `timeout` seconds. Runs offline: the Hugging Face hub variables are set.
     """
     env = dict(os.environ if env is None else env, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     start = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired as err:
         print(f"  {label} did not finish within {timeout} s", flush=True)
-        return {"timed_out_s": timeout}
+        out = err.stdout or b""
+        return {"timed_out_s": timeout, "stopped_at": time.time(),
+                "partial_stdout": out.decode(errors="replace") if isinstance(out, bytes) else out}
     lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT)]
     if proc.returncode != 0 or not lines:
         print(f"[{label}] failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}", file=sys.stderr)

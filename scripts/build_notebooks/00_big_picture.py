@@ -58,16 +58,19 @@ cells = [
     md(r"""
     ## 2. The course map
 
-    | lesson | concept | setting | library module | minutes on a 2-core CPU (measured) |
+    | lesson | concept | setting | library module | minutes, 2-core AMD Zen 3 (fp32) / Intel AMX (bf16) |
     |---|---|---|---|---|
-    | 00_big_picture | the pipeline, the course, the tools | – | – | 0.1 |
-    | 01_bandits_policy_gradient | score-function estimator vs the exact gradient | contextual bandit | `bandits`, `policy_gradient` | 0.1 |
-    | 02_baselines_and_variance | baselines, bias, variance, interactive explorer | contextual bandit | `baselines`, `per_sample`, `variance`, `explorer` | 0.2 |
-    | 03_credit_assignment | token- vs sequence-level credit, aggregation | toy sequence policy | `toy_sequences`, `credit` | 0.2 |
-    | 04_kl_and_reference | KL penalty, k1/k2/k3, the seed's faults | toy sequence policy | `kl`, `losses` | 0.2 |
-    | 05_reward_model | Bradley–Terry reward model | SmolLM2-135M | `models`, `rewards`, `reward_model` | 0.3 |
-    | 06_rlhf_small_llm | REINFORCE/RLOO fine-tuning, variance on a real LLM | SmolLM2-135M | `generation`, `trainer`, `train` | 2.1 |
-    | 07_comparison | REINFORCE vs RLOO vs GRPO vs PPO: reward, KL, speed, memory | SmolLM2-135M | `ppo`, `comparison`, `measure`, `roofline` | 4.2 |
+    | 00_big_picture | the pipeline, the course, the tools | – | – | 0.1 / 0.1 |
+    | 01_bandits_policy_gradient | score-function estimator vs the exact gradient | contextual bandit | `bandits`, `policy_gradient` | 0.2 / 0.1 |
+    | 02_baselines_and_variance | baselines, bias, variance, interactive explorer | contextual bandit | `baselines`, `per_sample`, `variance`, `explorer` | 0.5 / 0.2 |
+    | 03_credit_assignment | token- vs sequence-level credit, aggregation | toy sequence policy | `toy_sequences`, `credit` | 0.4 / 0.2 |
+    | 04_kl_and_reference | KL penalty, k1/k2/k3, the seed's faults | toy sequence policy | `kl`, `losses` | 0.5 / 0.2 |
+    | 05_reward_model | Bradley–Terry reward model | SmolLM2-135M | `models`, `rewards`, `reward_model` | 1.9 / 0.3 |
+    | 06_rlhf_small_llm | REINFORCE/RLOO fine-tuning, variance on a real LLM | SmolLM2-135M | `generation`, `trainer`, `train` | 3.7 / 2.1 |
+    | 07_comparison | REINFORCE vs RLOO vs GRPO vs PPO: reward, KL, speed, memory | SmolLM2-135M | `ppo`, `comparison`, `measure`, `roofline` | 7.1 / 4.2 |
+
+    The AMD EPYC Zen 3 has no native bf16, so the lessons compute in fp32 there (section 3); the Intel figures
+    for 06 and 07 were measured at their earlier, larger CPU settings. The README has the table per CPU kind.
 
     Each lesson adds one idea to the last and imports the library rather than re-implementing it: the same
     `reinforce_loss` and baselines serve the bandit, the toy sequences and the real LLM.
@@ -92,26 +95,30 @@ cells = [
     print(f"device        {device}" + (f" ({torch.cuda.get_device_name()})" if device == "cuda" else ""))
     print(f"CPU threads   {torch.get_num_threads()} of {os.cpu_count()} cores")
     """),
+    md(r"""
+    **Which precision will the lessons compute in?** Mixed precision (bf16 autocast: matmuls in 16-bit
+    numbers, weights and log-probs in fp32) pays only where the hardware multiplies bf16 natively: a CPU
+    with AMX or AVX512-BF16 runs a bf16 matmul 2–3× faster than fp32, but a CPU with AVX2 only (AMD Zen 2/3,
+    Intel Core before AVX512-BF16, many ARM chips) emulates it and runs it ~100× *slower*. So the library
+    does not assume: `precision.choose_precision` times a small matmul in both (once per process, well
+    under a second) and picks bf16 only where it is at least 1.2× faster. Lessons 05–07 and the trainer
+    use this choice (`dtype="auto"`); on a GPU it is bf16 where the GPU has it, else fp16 with loss scaling.
+    """),
     code(r"""
-    # bf16 vs fp32 matrix multiply on this machine (lessons 05–07 use bf16 autocast where it pays)
-    import time
+    from reinforce_edu.precision import choose_precision, cpu_matmul_probe
 
-    def matmul_gflops(dtype, n=1024, repeats=10):
-        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-        a @ b  # warm-up
-        start = time.perf_counter()
-        for _ in range(repeats):
-            a @ b
-        return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
-
-    fp32, bf16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
-    print(f"matmul fp32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s: bf16 is {bf16 / fp32:.1f}x")
+    probe = cpu_matmul_probe()  # this machine, this many threads
+    print(f"{probe['n']}x{probe['n']} matmul: fp32 {probe['fp32_gflops']:.1f} GFLOP/s, bf16 {probe['bf16_gflops']:.1f} "
+          f"GFLOP/s, so bf16 runs {probe['bf16_speedup']:.2g}x the fp32 speed here ({probe['seconds']:.2f} s to measure)")
+    chosen = choose_precision("cpu", probe=probe, verbose=False)
+    print(f"lessons 05-07 will compute in {chosen.name} on the CPU")
     """),
     code(r"""
     # the pinned versions the lessons were executed with
     print("torch", torch.__version__.split("+")[0])
     print("reinforce_edu", reinforce_edu.__version__)
-    assert torch.__version__.startswith("2.13.0"), "run `make notebooks`: it installs the pinned torch"
+    major, minor = (int(x) for x in torch.__version__.split(".")[:2])
+    assert (major, minor) >= (2, 4), "the lessons need torch 2.4 or newer; `make notebooks` installs the tested one"
     """, checked=True),
     md(r"""
     ## 4. REINFORCE in ten lines, as a teaser

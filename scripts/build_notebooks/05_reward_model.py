@@ -121,12 +121,13 @@ cells = [
     (`RewardModel` ends it with a hook), half the cost; and because the backbone is frozen, lesson 06
     **shares it with the frozen reference policy** $\pi_{\text{ref}}$: no second model in memory.
 
-    We load the backbone in **bfloat16** for speed (this CPU multiplies bf16 ~4× faster); features are
-    cast to fp32 before the head. Each distinct (prompt, answer) goes through the model once; then the
+    The backbone only runs forward, so we load it in the precision this machine computes fast
+    (`dtype="auto"`, lesson 00: bf16 where the CPU multiplies bf16 natively, else fp32 — the line printed
+    below says which, and why); features are cast to fp32 before the head. Each distinct (prompt, answer) goes through the model once; then the
     head trains on the cached features, as often as we like, in a fraction of a second.
     """),
     code(r"""
-    backbone, tokenizer = load_model(dtype=torch.bfloat16)
+    backbone, tokenizer = load_model(dtype="auto")  # prints the precision chosen for this CPU and why
     reward_model = RewardModel(backbone, tokenizer)  # head untrained: zero weights
     print(f"features: layer {reward_model.layer} of {backbone.config.num_hidden_layers}, "
           f"{reward_model.pooling} over the answer's tokens, {backbone.config.hidden_size} numbers")
@@ -290,7 +291,7 @@ cells = [
     `data/reward_head.safetensors` was made by `scripts/train_reward_model.py` with the **same**
     `fit_reward_model` → `train_head` on the same train pairs, but with fp32 features (the RL trainer
     computes them with its fp32 reference model). Lesson 06 loads it with `load_reward_model`. On this
-    lesson's bf16 features it should agree with the head we just trained:
+    lesson's features (bf16 or fp32, as chosen above) it should agree with the head we just trained:
     """),
     code(r"""
     shipped, meta = read_head(HEAD_FILE)

@@ -19,7 +19,8 @@ cells = [
     - **the variance of the policy gradient on the real LLM** for no baseline, a running mean and RLOO,
       from per-sample gradients of the last transformer block.
 
-    On a 2-core CPU the whole lesson takes about 2 minutes at small settings; with CUDA the settings cell
+    On a 2-core CPU the whole lesson takes 2 to 5 minutes at small settings (the faster where the CPU
+    computes in bf16, lesson 00); with CUDA the settings cell
     switches to full-size runs.
     """),
     md(r"""
@@ -29,14 +30,14 @@ cells = [
 
     | | what | code |
     |---|---|---|
-    | 1 | $y_{ij}\sim\pi_\theta(\cdot\mid x_i)$, KV-cached, bf16 | `generation.sample` |
+    | 1 | $y_{ij}\sim\pi_\theta(\cdot\mid x_i)$, KV-cached, in the fast precision | `generation.sample` |
     | 2 | $r_{ij}=r_\phi(x_i,y_{ij})$, the reward model of lesson 05 (checked: no NaN, right count) | `rewards.compute_rewards` |
     | 3 | $\log\pi_\theta(y_{ij,t}\mid\cdot)$ and $\log\pi_{\rm ref}(y_{ij,t}\mid\cdot)$ in fp32 | `generation.completion_logprobs` |
     | 4 | $R_{ij}=r_{ij}-\beta\,\widehat{\rm KL}_{ij}$, $A_{ij}=R_{ij}-b_{ij}$, surrogate loss | `losses.reinforce_loss` (lessons 01–04) |
     | 5 | clip $\lVert g\rVert\le c$, AdamW step, `baseline.update(R)` | `trainer.Trainer.train_step` |
 
     On the CPU we train only the **last 2 of the 30 transformer blocks** (and the final norm):
-    `--trainable-blocks 2`. The other 28 blocks are frozen and stored in bf16, and the backward pass stops
+    `--trainable-blocks 2`. The other 28 blocks are frozen and stored in the compute precision, and the backward pass stops
     at block 28, so a step costs little more than three forward passes. The output layer does not
     train: SmolLM2 ties it to the input embedding, and training it would send the backward pass through
     every block. This is a smaller policy class than full fine-tuning — the reward it can reach in a
@@ -61,7 +62,8 @@ cells = [
     from reinforce_edu.reward_model import load_reward_model
     from reinforce_edu.rewards import compute_rewards
     from reinforce_edu.train import main
-    from reinforce_edu.trainer import autocast, plot_log, read_log
+    from reinforce_edu.precision import choose_precision
+    from reinforce_edu.trainer import plot_log, read_log
 
     start = time.perf_counter()
     torch.set_num_threads(min(2, os.cpu_count() or 1))  # the same numbers on every run
@@ -70,10 +72,10 @@ cells = [
         S = dict(steps=150, side_steps=150, prompts_per_step=16, samples_per_prompt=4, max_new_tokens=48,
                  trainable_blocks=0, learning_rate=1e-5, hard_learning_rate=3e-5, eval_prompts=80, eval_k=4,
                  var_prompts=32)
-    else:     # 2 CPU cores, ~2 minutes in all
-        S = dict(steps=12, side_steps=8, prompts_per_step=4, samples_per_prompt=4, max_new_tokens=16,
+    else:     # 2 CPU cores: ~2 minutes where the CPU computes in bf16, ~4 without native bf16 (lesson 00)
+        S = dict(steps=10, side_steps=6, prompts_per_step=4, samples_per_prompt=4, max_new_tokens=16,
                  trainable_blocks=2, learning_rate=3e-4, hard_learning_rate=1e-3, eval_prompts=32, eval_k=2,
-                 var_prompts=16)
+                 var_prompts=12)
     RUNS = Path("runs")  # notebooks/runs/ (not committed)
     COMMON = ["--prompts-per-step", S["prompts_per_step"], "--samples-per-prompt", S["samples_per_prompt"],
               "--max-new-tokens", S["max_new_tokens"], "--trainable-blocks", S["trainable_blocks"],
@@ -216,18 +218,22 @@ cells = [
     gain = lambda ev, key: ev[key] - before[key]
     print(f"gold gained per unit of proxy gained: beta=0.05 {gain(after, 'gold') / gain(after, 'proxy'):.2f}, "
           f"beta=0 {gain(hard_after, 'gold') / gain(hard_after, 'proxy'):.2f}")
-    assert last_kl(read_log(RUNS / "06_beta0")) > 2 * last_kl(log)  # without the leash the policy goes far
+    kl_ratio = last_kl(read_log(RUNS / "06_beta0")) / last_kl(log)
+    print(f"without the leash the policy ends {kl_ratio:.1f}x as far from the reference (KL)")
+    assert kl_ratio > 1.2  # without the leash the policy goes further, in fewer steps
     """, checked=True),
     code(r"""
     for i in range(0, 8, 2):
         print(f"{held[i // S['eval_k']]!r}\n    beta=0: {hard_after['completions'][i]!r}")
     """),
     md(r"""
-    What the short CPU run shows, honestly: without the leash the policy drifts several times further from
-    $\pi_{\rm ref}$ (the KL column, asserted) and its answers converge on a few stock openings. The proxy
-    climbs faster, and so does the gold reward — at about the same gold per unit of proxy gained (the
-    last line), but at several times the KL. So far the extra distance bought real gains at the same rate;
-    the price is the distance itself, and only part of the proxy gain is gold gain. The classic picture — gold reward *falling* while the proxy still climbs — needs
+    What the short CPU run shows, honestly: without the leash the policy ends further from $\pi_{\rm ref}$
+    (the KL column, asserted; the last line prints how many times further — about 2× to 3× in the CPU runs
+    measured so far, on different CPUs) and its answers converge on a few stock openings. Whether the proxy
+    and the gold reward also climb faster without it is **not resolved at this budget**: 6 steps against
+    10, at another learning rate, from one seed — on one CPU the β = 0 run gained more of both, on another
+    less. What each run does show is the gold gained per unit of proxy gained (the gain line) and that
+    only part of the proxy gain is gold gain. The classic picture — gold reward *falling* while the proxy still climbs — needs
     longer optimisation than a few CPU steps: with CUDA the settings cell runs 150 steps; compare the
     `proxy_reward` and `gold_reward` curves of `runs/06_beta0/metrics.jsonl`. A second warning sign to
     watch in longer runs is the last column: once the policy's answers all sit where the proxy is high, the
@@ -305,7 +311,7 @@ cells = [
     reward_model = load_reward_model(model, tok).as_reward_fn()
     vprompts = load_prompts("train")[:S["var_prompts"]]
     device = next(model.parameters()).device
-    with autocast(device, torch.bfloat16):
+    with choose_precision(device).autocast():  # bf16 where this machine multiplies it fast, else fp32 (lesson 00)
         rv = sample(model, tok, vprompts, k=4, max_new_tokens=S["max_new_tokens"], seed=2)
         R = compute_rewards(reward_model, rv.completions, rv.repeated_prompts).view(len(vprompts), 4)
     scores = score_gradients(model, rv)  # (P·k, D) in fp32
@@ -326,8 +332,8 @@ cells = [
     print(f"{'baseline':<14}" + "".join(f"{'c=' + str(c):>9}" for c in offsets))
     for name in ("none", "running_mean", "rloo"):
         print(f"{name:<14}" + "".join(f"{table[c][name] / ref_var:>9.2f}" for c in offsets))
-    for c in offsets[1:]:
-        assert table[c]["rloo"] < table[c]["none"] and table[c]["running_mean"] < table[c]["none"]
+    c = offsets[-1]  # a drift of 3: both baselines well below none (at c = 1 it depends on the batch)
+    assert table[c]["rloo"] < table[c]["none"] and table[c]["running_mean"] < table[c]["none"]
     assert all(abs(table[c]["rloo"] / table[0.0]["rloo"] - 1) < 1e-6 for c in offsets)  # RLOO ignores offsets
     assert table[0.0]["rloo"] < 2 * table[0.0]["none"]  # centred rewards: at most about RLOO's k/(k-1) price
     assert table[0.0]["none"] < table[1.0]["none"] < table[3.0]["none"]  # no baseline grows with the offset
@@ -355,7 +361,9 @@ cells = [
     prompts). Which of the two is smaller at $c=0$ depends on the batch — rerun with another `seed` of
     `sample` and it can swap — but the price is bounded (asserted: less than 2×). As soon as the rewards drift — and they do:
     training moves them by the proxy gain of section 2 — the variance without a baseline grows like $c^2$,
-    while RLOO does not move at all and the running mean follows. That is why RLOO (or any baseline that
+    while RLOO does not move at all and the running mean follows. At $c=1$ the growth may not yet outweigh
+    RLOO's price (on one CPU it did, on another not); by $c=3$ both baselines are well below no baseline
+    (asserted). That is why RLOO (or any baseline that
     tracks the reward level) is the default in `reinforce_edu.train`.
     """),
     code(r"""

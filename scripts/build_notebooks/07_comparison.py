@@ -20,7 +20,8 @@ cells = [
       with baseline > vanilla PG > PPO on TL;DR — and where they do not, and why;
     - the **measured row** of the seed text's "REINFORCE vs PPO" table.
 
-    On a 2-core CPU the lesson takes about 4 minutes: 6 methods × 3 seeds of a few steps each. That is
+    On a 2-core CPU the lesson takes about 3 to 6 minutes (the faster where the CPU computes in bf16,
+    lesson 00): 6 methods × 3 seeds of 4 steps each. That is
     small: what is robust at this budget is the **cost** of each method; differences in reward are judged
     with their standard errors. `scripts/full_comparison.py` runs the same comparison longer; its stored
     result (`data/results/`) is plotted beside this run.
@@ -57,9 +58,9 @@ cells = [
     if CUDA:  # full size
         S = dict(steps=100, samples_per_step=32, max_new_tokens=48, trainable_blocks=0, learning_rate=1e-5,
                  eval_prompts=80, seeds=(0, 1, 2))
-    else:     # 2 CPU cores, ~4 minutes
-        S = dict(steps=5, samples_per_step=8, max_new_tokens=12, trainable_blocks=2, learning_rate=3e-4,
-                 eval_prompts=32, seeds=(0, 1, 2))
+    else:     # 2 CPU cores: ~3 minutes where the CPU computes in bf16, ~6 without native bf16 (lesson 00)
+        S = dict(steps=4, samples_per_step=8, max_new_tokens=8, trainable_blocks=2, learning_rate=3e-4,
+                 eval_prompts=16, seeds=(0, 1, 2))
     COMMON = dict(steps=S["steps"], max_new_tokens=S["max_new_tokens"], trainable_blocks=S["trainable_blocks"],
                   learning_rate=S["learning_rate"], beta=0.05, ppo_epochs=2)
     print("CUDA" if CUDA else "CPU", S)
@@ -156,8 +157,8 @@ cells = [
 
     ## 4. The comparison
 
-    6 methods × 3 seeds, each from a fresh copy of SmolLM2, each evaluated afterwards on the same 32
-    held-out prompts (one answer each, the same sampling seed for every method). `run_method` also
+    6 methods × 3 seeds, each from a fresh copy of SmolLM2, each evaluated afterwards on the same
+    held-out prompts (16 on the CPU) (one answer each, the same sampling seed for every method). `run_method` also
     records each run's seconds per step and the peak memory it allocated (policy copy, $\pi_{\rm ref}$,
     critic, optimiser state, activations: the rise of the process's peak RSS).
     """),
@@ -246,9 +247,9 @@ cells = [
     assert len(resolved) == 4 and all(math.isfinite(summary[n]["eval_gold_se"]) for n in paper)
     """),
     md(r"""
-    **What agrees, and what does not.** At this budget — 5 steps of 8 samples, 3 seeds — the standard
+    **What agrees, and what does not.** At this budget — 4 steps of 8 samples, 3 seeds — the standard
     errors are as large as the gaps, and the last lines above say what this run resolved. Expect little:
-    the gaps the paper reports (a few win-rate points) are far below what 3 seeds of 40 samples can
+    the gaps the paper reports (a few win-rate points) are far below what 3 seeds of 32 samples can
     separate, so the printed order of the means is mostly noise. Rerun the lesson on another machine —
     another CPU rounds its matmuls differently, a sampled token flips, and each run takes another path — and
     the order reshuffles; a pair that clears 2 standard errors on one machine may not on the next (with 3
@@ -257,7 +258,7 @@ cells = [
     asks whether a run with about 5× the samples does better.
 
     Why ours may differ, beyond noise:
-    - **Budget.** 40 samples per run against the paper's full passes over TL;DR. Early in training the
+    - **Budget.** 32 samples per run (on the CPU) against the paper's full passes over TL;DR. Early in training the
       methods that move the policy furthest may have an edge — compare the KL column of section 4 with the
       gold column, and mind the KL's large standard errors. PPO takes `ppo_epochs=2` optimiser steps per
       batch, twice the others'.
@@ -269,7 +270,7 @@ cells = [
     - **The reward.** A linear probe on frozen SmolLM2 features (lesson 05), judged by VADER, against a
       6.9B reward model judged by GPT-4 win-rates. Our proxy is already centred on the data (lesson 05),
       which acts like a baseline: vanilla PG loses less to the running mean than it would on raw rewards.
-    - **PPO's critic** starts from the policy with a zero head and has 5 steps to learn; in the paper it
+    - **PPO's critic** starts from the policy with a zero head and has 4 steps to learn; in the paper it
       starts from the reward model and trains for thousands of steps.
     """),
     md(r"""
@@ -319,12 +320,13 @@ cells = [
         assert set(sorted(fs, key=lambda n: -fs[n]["eval_gold"])[:2]) == {"grpo", "ppo"}
         mean_gold = lambda sm: sum(sm[n]["eval_gold"] for n in fs) / len(fs)
         print(f"held-out gold, mean of the six methods: this lesson {mean_gold(summary):.2f}, stored run {mean_gold(fs):.2f}")
-        if not CUDA:  # with ~5x the samples, the methods end higher on average than in this lesson's CPU run
+        if not CUDA:  # with 6x the samples, the methods end higher on average than in this lesson's CPU run
             assert mean_gold(fs) > mean_gold(summary)
         assert all(math.isfinite(row["eval_gold"]) for row in fs.values())
     """),
     md(r"""
-    The stored run sees about 5× the samples of this lesson (16 per step, 12 steps, 16-token answers) and its
+    The stored run sees 6× the samples of this lesson's CPU run (16 per step, 12 steps, 16-token answers against
+    8, 4 and 8 here) and its
     methods end higher on average (asserted). There GRPO and PPO come out on top, RLOO $k=4$ next, vanilla
     PG last, and **RLOO $k=4$ ahead of vanilla PG** is resolved by more than 2.5 standard errors (asserted),
     as in the paper. RLOO $k=4$ over $k=2$ is within noise there, and PPO against RLOO $k=4$ is about one
