@@ -9,7 +9,7 @@ each in a fresh process (the allocator setting is process-wide):
 
   returned  glibc's default: large freed blocks go back to the OS, so each step's tensors land on
             fresh pages and every first write to a page is a page fault
-  kept      `keep_freed_memory=True` (the trainer's default, reinforce_edu.allocator): freed memory
+  kept      `keep_freed_memory=True` (the trainer's default, reinforce_edu.perf.allocator): freed memory
             stays in the process and the next step reuses it
 
 Reported per configuration: median s/step over the timed steps, its phases (generate; train = π_ref
@@ -31,7 +31,7 @@ MODES = ("returned", "kept")
 
 
 def worker(mode: str, steps: int, warmup: int) -> dict:
-    from reinforce_edu.measure import PeakMemory, time_phases
+    from reinforce_edu.perf.measure import PeakMemory, time_phases
 
     bench = trainer(keep_freed_memory=mode == "kept")
     with PeakMemory("cpu") as mem:
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = workload.parse(parser, argv, min_warmup=0)
     import torch
     torch.set_num_threads(args.threads)
-    from reinforce_edu.measure import device_description, report_result, run_worker
+    from reinforce_edu.perf.measure import device_description, report_result, run_worker
     if args.worker:
         report_result(worker(args.worker, args.steps, args.warmup))
         return 0

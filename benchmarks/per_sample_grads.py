@@ -18,9 +18,9 @@ import time
 
 import torch
 
-from reinforce_edu.bandits import make_bandit
-from reinforce_edu.per_sample import loop_per_sample_grads, per_sample_grad_fn
-from reinforce_edu.policy_gradient import _score_loss
+from reinforce_edu.toy.bandits import make_bandit
+from reinforce_edu.core.per_sample import loop_per_sample_grads, per_sample_grad_fn
+from reinforce_edu.toy.bandit_estimates import _score_loss
 
 TARGET = 20.0
 

@@ -49,7 +49,7 @@ def compile_parts(model, mode: str) -> int:
     """
     import torch
 
-    from reinforce_edu.trainer import transformer_blocks
+    from reinforce_edu.llm.freeze import transformer_blocks
     blocks = transformer_blocks(model)
     if mode == "blocks":
         # the KV cache's per-layer state is guarded on, so each block compiles its own graphs: allow them
@@ -64,7 +64,7 @@ def compile_parts(model, mode: str) -> int:
 
 
 def worker(mode: str, steps: int, warmup: int, device: str) -> dict:
-    from reinforce_edu.measure import time_phases
+    from reinforce_edu.perf.measure import time_phases
 
     bench = trainer(steps=warmup + steps, device=device)
     if mode != "eager":
@@ -86,7 +86,7 @@ def worker(mode: str, steps: int, warmup: int, device: str) -> dict:
 
 
 def _spawn(mode: str, args) -> dict | None:
-    from reinforce_edu.measure import run_worker
+    from reinforce_edu.perf.measure import run_worker
     cmd = [sys.executable, __file__, "--worker", mode, "--steps", str(args.steps), "--warmup", str(args.warmup),
            "--threads", str(args.threads), "--device", args.device]
     with tempfile.TemporaryDirectory(prefix="inductor_") as cache:  # a cold compile cache: no graph from an earlier run
@@ -111,11 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         res = worker(args.worker, args.steps, args.warmup, args.device)
-        from reinforce_edu.measure import report_result
+        from reinforce_edu.perf.measure import report_result
         report_result(res)
         return 0
 
-    from reinforce_edu.measure import device_description
+    from reinforce_edu.perf.measure import device_description
     load = os.getloadavg()
     print(f"{device_description()}, torch {torch.__version__}, load average {load[0]:.1f}")
     print(f"workload: P={P} x k={K} x <= {NEW_TOKENS} new tokens, bf16 autocast, every parameter trains, "

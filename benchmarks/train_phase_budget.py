@@ -11,7 +11,7 @@ prompts x k = 4 samples x at most 32 new tokens, RLOO, beta = 0.05), one torch t
   phase     the train phase (pi_ref pass + training pass + backward + clipping + AdamW) of one fixed
             rollout, median of --steps runs; F = its FLOPs (measure.count_flops)
   matmuls   the phase's own matmul calls, recorded (shapes, strides, dtypes) and replayed alone
-            back to back (reinforce_edu.roofline): the phase with nothing but its matmuls
+            back to back (reinforce_edu.perf.roofline): the phase with nothing but its matmuls
   adamw     the fused AdamW step alone, on the trainer's parameters
   rest      phase - matmuls - adamw: norms, rotary embeddings, SiLU, softmax, fp32<->bf16 casts,
             the vocabulary-wide log-softmax, gradient clipping and the per-op overhead
@@ -47,17 +47,16 @@ def time_adamw(bench, repeats: int = 3) -> float:
     """Seconds of one step of the trainer's own (fused) AdamW, best of `repeats`; the weights move."""
     import torch
 
-    from reinforce_edu.measure import best_seconds
+    from reinforce_edu.perf.measure import best_seconds
     for p in bench.params:
         p.grad = torch.randn_like(p) * 1e-3
     return best_seconds(bench.optimizer.step, repeats, warmup=1)
 
 
 def measure(args) -> dict:
-    import torch
 
-    from reinforce_edu.measure import count_flops, matmul_peak, time_phases
-    from reinforce_edu.roofline import record_matmuls, replay_matmuls
+    from reinforce_edu.perf.measure import count_flops, matmul_peak, time_phases
+    from reinforce_edu.perf.roofline import record_matmuls, replay_matmuls
 
     bench = trainer()
     time_phases(bench, args.warmup)  # real steps: the allocator and the kernels settle
@@ -102,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     torch.set_num_threads(args.threads)
 
-    from reinforce_edu.measure import device_description
+    from reinforce_edu.perf.measure import device_description
     load = os.getloadavg()
     print(f"{device_description()}, torch {torch.__version__}, load average {load[0]:.1f}", flush=True)
     res = measure(args)

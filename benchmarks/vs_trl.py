@@ -13,7 +13,7 @@ reward function (the gold scorer, VADER: a few ms, so the timings are those of t
 
 Configurations (--precisions), each in a fresh process (so its peak memory is its own):
   default  each side's default: TRL's RLOOConfig as it comes (bf16=True, i.e. bf16 autocast, whatever
-           the CPU, and gradient_checkpointing=True); ours dtype="auto" (reinforce_edu.precision: bf16
+           the CPU, and gradient_checkpointing=True); ours dtype="auto" (reinforce_edu.perf.precision: bf16
            autocast where a matmul probe shows the CPU multiplies bf16 fast, else fp32)
   fp32     matched: TRL bf16=False, ours dtype="fp32"
   bf16     matched: TRL bf16=True, ours dtype="bf16"
@@ -21,7 +21,7 @@ Where the CPU multiplies bf16 fast both defaults are bf16 and "default" is also 
 comparison; on a CPU without native bf16 (AVX2 only) TRL's default is bf16 and ours is fp32. Target:
 ours >= 2x TRL at matched precision; the default-vs-default ratio is reported.
 
-Our trainer keeps freed memory in the process on a CPU (reinforce_edu.allocator: no page faults on
+Our trainer keeps freed memory in the process on a CPU (reinforce_edu.perf.allocator: no page faults on
 each step's fresh tensors). That is one of its levers, not something TRL does; for a view of the
 rest, `--trl-kept-memory` (on by default) also times TRL with the very same allocator setting, and the
 ratio against that run is printed beside the target's.
@@ -60,7 +60,7 @@ PRECISIONS = ("default", "fp32", "bf16")
 
 def _text_reward(completions, **kwargs) -> list[float]:
     """The gold scorer, accepting TRL's conversational completions ([{"role": "assistant", "content": ...}])."""
-    from reinforce_edu.rewards import gold_reward
+    from reinforce_edu.llm.rewards import gold_reward
     texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
     return gold_reward(texts)
 
@@ -78,9 +78,9 @@ def worker_trl(precision: str, steps: int, warmup: int, kept_memory: bool = Fals
     from transformers import TrainerCallback
     from trl import RLOOConfig, RLOOTrainer
 
-    from reinforce_edu.allocator import keep_freed_memory
-    from reinforce_edu.measure import PeakMemory
-    from reinforce_edu.models import load_model, cache_dir
+    from reinforce_edu.perf.allocator import keep_freed_memory
+    from reinforce_edu.perf.measure import PeakMemory
+    from reinforce_edu.llm.models import load_model, cache_dir
     if kept_memory:
         keep_freed_memory()
     load_model()  # makes sure the dequantised SmolLM2 folder exists (no-op when cached)
@@ -130,8 +130,8 @@ def worker_trl(precision: str, steps: int, warmup: int, kept_memory: bool = Fals
 def worker_ours(precision: str, steps: int, warmup: int) -> dict:
     import torch
 
-    from reinforce_edu.generation import completion_logprobs
-    from reinforce_edu.measure import PeakMemory, count_flops, matmul_peak, matmul_share
+    from reinforce_edu.llm.logprobs import completion_logprobs
+    from reinforce_edu.perf.measure import PeakMemory, count_flops, matmul_peak, matmul_share
     ours = trainer(steps=warmup + steps + 1, dtype="auto" if precision == "default" else precision)
     gen_times, tokens, rollouts = [], [], []
     rollout = ours.rollout
@@ -214,7 +214,7 @@ def run_worker(args) -> None:
     else:
         res = worker_trl(args.precision, args.steps, args.warmup, kept_memory=args.worker == "trl-kept")
     res.update(side=args.worker, precision=args.precision, threads=torch.get_num_threads())
-    from reinforce_edu.measure import report_result
+    from reinforce_edu.perf.measure import report_result
     report_result(res)
 
 
@@ -246,7 +246,7 @@ def ran_in(res: dict) -> str:
 
 
 def _spawn(side: str, precision: str, args) -> dict | None:
-    from reinforce_edu.measure import run_worker
+    from reinforce_edu.perf.measure import run_worker
     cmd = [sys.executable, __file__, "--worker", side, "--precision", precision, "--steps", str(args.steps),
            "--warmup", str(args.warmup), "--threads", str(args.threads)]
     res = run_worker(cmd, cwd=ROOT, label=f"{side} {precision}", env=dict(os.environ, PYTHONPATH=str(ROOT)),
@@ -284,8 +284,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from reinforce_edu.measure import device_description
-    from reinforce_edu.precision import choose_precision
+    from reinforce_edu.perf.measure import device_description
+    from reinforce_edu.perf.precision import choose_precision
     have_trl = importlib.util.find_spec("trl") is not None
     if not have_trl:
         print("trl is not installed: only our side runs. Install the optional extra with "

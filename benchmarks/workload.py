@@ -22,14 +22,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def prompts() -> list[str]:
     """The N_PROMPTS training prompts of every benchmark."""
-    from reinforce_edu.data import load_prompts
+    from reinforce_edu.llm.data import load_prompts
     return load_prompts("train")[:N_PROMPTS]
 
 
 def trainer(**overrides):
     """Our `Trainer` on the workload (CPU, the precision dtype="auto" picks there); `overrides` replace `TrainConfig` fields."""
-    from reinforce_edu.rewards import gold_reward
-    from reinforce_edu.trainer import TrainConfig, Trainer
+    from reinforce_edu.llm.rewards import gold_reward
+    from reinforce_edu.llm.trainer import TrainConfig, Trainer
     settings = dict(model="smollm2", reward="gold", prompts_per_step=P, samples_per_prompt=K,
                     max_new_tokens=NEW_TOKENS, beta=BETA, learning_rate=LR, baseline="rloo", trainable_blocks=0,
                     device="cpu", dtype="auto", output_dir=tempfile.mkdtemp(prefix="bench_"), progress=False)
@@ -72,7 +72,7 @@ def parse(p: argparse.ArgumentParser, argv: list[str] | None, min_warmup: int = 
 def store(args: argparse.Namespace, argv: list[str] | None, script: str, load: tuple, **fields) -> None:
     """With --json: write `fields` after the shared ones (`record`), led by the provenance (measure.write_result)."""
     if args.json:
-        from reinforce_edu.measure import write_result
+        from reinforce_edu.perf.measure import write_result
         write_result(args.json, script, argv if argv is not None else sys.argv[1:], ROOT, **record(args, load),
                      **fields)
         print(f"wrote {args.json}")

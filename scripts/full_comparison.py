@@ -21,13 +21,13 @@ from pathlib import Path
 
 import torch
 
-from reinforce_edu.measure import device_description, device_slug, git_commit
+from reinforce_edu.perf.measure import device_description, device_slug, git_commit
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
-    from reinforce_edu.comparison import METHODS, run_method, summarise
+    from reinforce_edu.llm.comparison import METHODS, run_method, summarise
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if not torch.cuda.is_available():
         torch.set_num_threads(args.threads)
-    from reinforce_edu.data import load_prompts
-    from reinforce_edu.models import load_model
+    from reinforce_edu.llm.data import load_prompts
+    from reinforce_edu.llm.models import load_model
     policy, tokenizer = load_model()
     prompts, held = load_prompts("train"), load_prompts("heldout")[:args.eval_prompts]
     settings = dict(steps=args.steps, max_new_tokens=args.max_new_tokens, trainable_blocks=args.trainable_blocks,

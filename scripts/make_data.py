@@ -8,7 +8,7 @@
    course fine-tunes, with its chat template, temperature 1, no top-k/top-p, at most
    MAX_NEW_TOKENS new tokens; torch.manual_seed(seed + batch index) before each batch
    (held-out prompts: seed + 10000 + batch index).
-3. Gold labels: VADER compound sentiment (reinforce_edu.rewards.gold_reward).
+3. Gold labels: VADER compound sentiment (reinforce_edu.llm.rewards.gold_reward).
 4. Pairs: for each prompt, every pair of its distinct answers whose gold scores differ by at
    least MARGIN; chosen = the higher-scored one. Near-ties are dropped: the label would be noise.
 
@@ -34,9 +34,9 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reinforce_edu.models import load_model  # noqa: E402
-from reinforce_edu.precision import DTYPES, choose_precision  # noqa: E402
-from reinforce_edu.rewards import gold_reward  # noqa: E402
+from reinforce_edu.llm.models import load_model  # noqa: E402
+from reinforce_edu.perf.precision import DTYPES, choose_precision  # noqa: E402
+from reinforce_edu.llm.rewards import gold_reward  # noqa: E402
 
 TEMPLATES = [
     "In one sentence, how do you feel about {topic}?",
@@ -148,7 +148,7 @@ Made by `{command}` (deterministic on one CPU kind; this file is rewritten by it
   {batch_prompts} prompts x {k} answers (held-out: `{seed} + 10000 + batch index`), {threads} CPU
   thread(s). `finished` = the answer ended with the EOS token; {n_finished} of {n_completions} did.
 - **Gold scorer**: VADER compound sentiment in [-1, 1] (`vaderSentiment` 3.3.2,
-  `reinforce_edu.rewards.gold_reward`). Mean gold score of the completions: {mean_gold:.3f}.
+  `reinforce_edu.llm.rewards.gold_reward`). Mean gold score of the completions: {mean_gold:.3f}.
 - **Pairs**: for each prompt, every pair of its distinct, non-empty answers whose gold scores
   differ by at least {margin}; chosen = the higher. Closer pairs (near-ties) are dropped.
 """
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="CPU threads (1 is fastest on a busy machine)")
     parser.add_argument("--dtype", default="auto", choices=DTYPES,
                         help="precision of the sampler: 'auto' = what this CPU computes fast (bf16 only where "
-                             "it multiplies bf16 natively; reinforce_edu.precision); the shipped data used bf16")
+                             "it multiplies bf16 natively; reinforce_edu.perf.precision); the shipped data used bf16")
     parser.add_argument("--out", type=Path, default=ROOT / "data", help="output folder")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -4,7 +4,7 @@
 
 Features come from SmolLM2-135M-Instruct in fp32, exactly as the RL trainer computes them when it
 shares its frozen reference model with the reward model; the head is fitted on every train pair
-of data/preferences.jsonl with reinforce_edu.reward_model.fit_reward_model (deterministic), and
+of data/preferences.jsonl with reinforce_edu.llm.reward_model.fit_reward_model (deterministic), and
 its held-out pairwise accuracy is printed. Lesson 05 teaches the same steps on a subset.
 """
 
@@ -23,9 +23,9 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reinforce_edu.data import load_preferences  # noqa: E402
-from reinforce_edu.models import load_model  # noqa: E402
-from reinforce_edu.reward_model import (DEFAULT_LAYER, DEFAULT_POOLING, HEAD_FILE, fit_reward_model,  # noqa: E402
+from reinforce_edu.llm.data import load_preferences  # noqa: E402
+from reinforce_edu.llm.models import load_model  # noqa: E402
+from reinforce_edu.llm.reward_model import (DEFAULT_LAYER, DEFAULT_POOLING, HEAD_FILE, fit_reward_model,  # noqa: E402
                                         pair_features)
 
 

@@ -28,7 +28,7 @@ def pytest_collection_modifyitems(config, items):
         if recorded is None:
             continue  # no record: compare as nbval always does
         if here is None:
-            from reinforce_edu.measure import platform_id
+            from reinforce_edu.perf.measure import platform_id
             here = platform_id()
         if recorded != here:
             item.options["check"] = False
@@ -37,7 +37,7 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_terminal_summary(terminalreporter):
     if _lax:
-        from reinforce_edu.measure import platform_id
+        from reinforce_edu.perf.measure import platform_id
         terminalreporter.section("lesson outputs not compared")
         terminalreporter.write_line(f"this platform: {platform_id()}")
         for name, recorded in sorted(_lax.items()):

@@ -1,4 +1,4 @@
-"""reinforce_edu.allocator: freed memory kept for reuse means no page faults on the next step's tensors.
+"""reinforce_edu.perf.allocator: freed memory kept for reuse means no page faults on the next step's tensors.
 
 Each case runs in a fresh interpreter: the setting is process-wide, and the point is the contrast
 between a process that has it and one that has not.
@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from reinforce_edu import allocator
+from reinforce_edu.perf import allocator
 
 pytestmark = pytest.mark.skipif(allocator.glibc() is None, reason="glibc's mallopt is needed (Linux)")
 
@@ -20,7 +20,7 @@ PAGES = MIB * 2 ** 20 // 4096
 
 CHILD = textwrap.dedent(f"""
     import json, sys, torch
-    from reinforce_edu import allocator
+    from reinforce_edu.perf import allocator
     kept = allocator.keep_freed_memory() if sys.argv[1] == "keep" else False
     faults = []
     for _ in range(24):  # a "step": allocate, write every page, free
@@ -58,7 +58,7 @@ def test_kept_memory_is_reused_without_faults():
 def test_keep_freed_memory_is_idempotent_and_release_still_trims():
     code = textwrap.dedent(f"""
         import torch
-        from reinforce_edu import allocator, measure
+        from reinforce_edu.perf import allocator, measure
         assert allocator.keep_freed_memory() and allocator.keep_freed_memory()
         x = torch.ones({MIB} * 2 ** 20 // 4)
         del x

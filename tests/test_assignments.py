@@ -9,9 +9,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from reinforce_edu.assignments import assignment_notebooks, grade_notebook, student_version
-from reinforce_edu.assignments.__main__ import main as cli
-from reinforce_edu.assignments.markup import is_grade, is_solution, strip_hidden_tests, strip_solution
+from reinforce_edu.teaching.assignments import assignment_notebooks, grade_notebook
+from reinforce_edu.teaching.assignments.__main__ import main as cli
+from reinforce_edu.teaching.assignments.markup import is_grade, is_solution, strip_hidden_tests, strip_solution
 
 REQUIRED_TOPICS = {  # grade_id -> the concept the issue asks an exercise for
     "score_function_estimate": "the score-function estimator",

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from reinforce_edu.bandits import ContextualBandit, SoftmaxPolicy, make_bandit
+from reinforce_edu.toy.bandits import ContextualBandit, SoftmaxPolicy, make_bandit
 
 
 def test_exact_gradient_matches_autograd():

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from reinforce_edu.baselines import (BatchMeanBaseline, LeaveOneOutBaseline, NoBaseline, RunningMeanBaseline,
+from reinforce_edu.core.baselines import (BatchMeanBaseline, LeaveOneOutBaseline, NoBaseline, RunningMeanBaseline,
                                      ValueBaseline, advantages, make_baseline)
 
 

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from reinforce_edu.credit import (aggregate, aggregation_weights, completion_mask, reward_to_go,
+from reinforce_edu.core.credit import (aggregate, aggregation_weights, completion_mask, reward_to_go,
                                   terminal_rewards)
-from reinforce_edu.losses import reinforce_loss
+from reinforce_edu.core.losses import reinforce_loss
 
 
 def _reward_to_go_loop(r, m, gamma):

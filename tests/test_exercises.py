@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from reinforce_edu import exercises as ex
+from reinforce_edu.teaching import exercises as ex
 
 
 def _feedback(check, fn) -> str:

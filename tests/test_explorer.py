@@ -6,7 +6,7 @@ matplotlib.use("Agg")
 
 import pytest
 
-from reinforce_edu.explorer import VarianceExplorer, explorer_rows
+from reinforce_edu.teaching.explorer import VarianceExplorer, explorer_rows
 
 FAST = dict(n_batches=60)  # precision is not under test here
 

@@ -5,9 +5,9 @@ import statistics
 import pytest
 import torch
 
-from reinforce_edu.baselines import BatchMeanBaseline, LeaveOneOutBaseline
-from reinforce_edu.credit import aggregation_weights
-from reinforce_edu.losses import reinforce_loss
+from reinforce_edu.core.baselines import BatchMeanBaseline, LeaveOneOutBaseline
+from reinforce_edu.core.credit import aggregation_weights
+from reinforce_edu.core.losses import reinforce_loss
 
 
 def _batch(P=3, k=4, T=5, seed=0):

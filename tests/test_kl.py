@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from reinforce_edu.kl import exact_kl, frozen_copy, kl_estimate
-from reinforce_edu.toy_sequences import Enumeration, ToyPolicy, ToyTask, demonstrations, warm_up
+from reinforce_edu.core.kl import exact_kl, frozen_copy, kl_estimate
+from reinforce_edu.toy.sequences import Enumeration, ToyPolicy, ToyTask, demonstrations, warm_up
 
 
 pytestmark = pytest.mark.usefixtures("one_thread_module")

@@ -4,11 +4,11 @@ backward passes, and the per-baseline variance against its formula."""
 import pytest
 import torch
 
-from reinforce_edu.baselines import LeaveOneOutBaseline, NoBaseline
-from reinforce_edu.generation import position_ids, sample
-from reinforce_edu.llm_variance import gradient_variance, score_gradients
-from reinforce_edu.models import tiny_llama
-from reinforce_edu.per_sample import loop_per_sample_grads
+from reinforce_edu.core.baselines import LeaveOneOutBaseline, NoBaseline
+from reinforce_edu.llm.sampling import position_ids, sample
+from reinforce_edu.llm.variance import gradient_variance, score_gradients
+from reinforce_edu.llm.models import tiny_llama
+from reinforce_edu.core.per_sample import loop_per_sample_grads
 
 
 def test_score_gradients_match_a_loop_of_full_backward_passes():

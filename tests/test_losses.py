@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
-from reinforce_edu.baselines import BatchMeanBaseline, LeaveOneOutBaseline, NoBaseline, advantages
-from reinforce_edu.credit import AGGREGATIONS, aggregation_weights
-from reinforce_edu.losses import NonFiniteLossError, reinforce_loss, seed_reinforce_loss
-from reinforce_edu.policy_gradient import surrogate_loss
+from reinforce_edu.core.baselines import BatchMeanBaseline, LeaveOneOutBaseline, NoBaseline, advantages
+from reinforce_edu.core.credit import AGGREGATIONS, aggregation_weights
+from reinforce_edu.core.losses import NonFiniteLossError, reinforce_loss, seed_reinforce_loss
+from reinforce_edu.core.policy_gradient import surrogate_loss
 
 
 def _batch(B=6, T=5, seed=0):
@@ -115,7 +115,7 @@ def test_gradient_exactly_zero_after_eos(credit, aggregation):
 
 
 def test_returns_are_what_the_caller_updates_the_baseline_with():
-    from reinforce_edu.baselines import RunningMeanBaseline
+    from reinforce_edu.core.baselines import RunningMeanBaseline
     logp, ref, rewards, mask = _batch(B=6)
     bl = RunningMeanBaseline(decay=0.5)
     out = reinforce_loss(logp, rewards, mask, ref_logp=ref, beta=0.1, baseline=bl, group_size=3)

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from reinforce_edu.comparison import METHODS, method_config, run_method, summarise
-from reinforce_edu.generation import completion_logprobs, filter_logits, sample, sample_categorical
-from reinforce_edu.measure import (PeakMemory, best_seconds, count_flops, device_description, device_slug, git_commit, matmul_peak,
+from reinforce_edu.llm.comparison import METHODS, method_config, run_method, summarise
+from reinforce_edu.llm.logprobs import completion_logprobs
+from reinforce_edu.llm.sampling import filter_logits, sample, sample_categorical
+from reinforce_edu.perf.measure import (PeakMemory, best_seconds, count_flops, device_description, device_slug, git_commit, matmul_peak,
                                    matmul_share, time_phases, write_result)
-from reinforce_edu.models import tiny_llama
-from reinforce_edu.trainer import CHECKPOINT, TrainConfig, Trainer
+from reinforce_edu.llm.models import tiny_llama
+from reinforce_edu.llm.trainer import CHECKPOINT, TrainConfig, Trainer
 
 PROMPTS = ["Say something nice.", "How is the weather?", "Tell me about dogs.", "Describe a city.", "Hello!"]
 
@@ -129,7 +130,7 @@ def test_ppo_resume_restores_the_critic(tmp_path):
 
 def test_grpo_step_uses_group_std_advantages(tmp_path, monkeypatch):
     """The trainer's GRPO step: each prompt's sequence advantages have standard deviation 1 (up to ε)."""
-    import reinforce_edu.trainer as trainer_module
+    import reinforce_edu.llm.trainer as trainer_module
     outs = []
 
     def spy(*a, **k):
@@ -276,9 +277,9 @@ def test_provenance_of_a_stored_result(tmp_path):
 def test_run_worker_reads_the_result_line_and_reports_failures(tmp_path, capsys):
     import sys
 
-    from reinforce_edu.measure import report_result, run_worker
+    from reinforce_edu.perf.measure import report_result, run_worker
     script = tmp_path / "w.py"
-    script.write_text("import sys\nfrom reinforce_edu.measure import report_result\nprint('noise')\n"
+    script.write_text("import sys\nfrom reinforce_edu.perf.measure import report_result\nprint('noise')\n"
                       "report_result({'x': 1})\nreport_result({'x': int(sys.argv[1])})\n")
     res = run_worker([sys.executable, str(script), "7"], cwd=tmp_path, label="ok")
     assert res["x"] == 7 and res["wall_s"] > 0  # the last RESULT line wins

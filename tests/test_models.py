@@ -13,8 +13,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from reinforce_edu import models
-from reinforce_edu.models import DEFAULT_MODEL, load_model, load_tokenizer, tiny_llama
+from reinforce_edu.llm import models
+from reinforce_edu.llm.models import DEFAULT_MODEL, load_model, load_tokenizer, tiny_llama
 
 
 def test_tiny_llama_forward_shapes_and_seed():

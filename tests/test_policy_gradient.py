@@ -4,12 +4,13 @@ import pytest
 import torch
 from torch import nn
 
-from reinforce_edu.bandits import make_bandit
-from reinforce_edu.baselines import BatchMeanBaseline, LeaveOneOutBaseline, NoBaseline
-from reinforce_edu.per_sample import loop_per_sample_grads, per_sample_grads
-from reinforce_edu.policy_gradient import (_score_loss, per_sample_estimates, reinforce_gradient,
-                                           surrogate_loss)
-from reinforce_edu.variance import baseline_estimates, default_baselines, estimator_stats, sample_batches
+from reinforce_edu.toy.bandits import make_bandit
+from reinforce_edu.core.baselines import BatchMeanBaseline, LeaveOneOutBaseline, NoBaseline
+from reinforce_edu.core.per_sample import loop_per_sample_grads, per_sample_grads
+from reinforce_edu.core.policy_gradient import surrogate_loss
+from reinforce_edu.toy.bandit_estimates import _score_loss, per_sample_estimates, reinforce_gradient
+from reinforce_edu.core.variance import estimator_stats
+from reinforce_edu.toy.bandit_estimates import baseline_estimates, default_baselines, sample_batches
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,15 @@
-"""reinforce_edu/ppo.py against loops and hand-computed values; the critic learns; a PPO update moves the weights."""
+"""reinforce_edu/llm/ppo.py against loops and hand-computed values; the critic learns; a PPO update moves the weights."""
 
 import math
 
 import pytest
 import torch
 
-from reinforce_edu.credit import aggregation_weights
-from reinforce_edu.generation import completion_logprobs, sample
-from reinforce_edu.models import tiny_llama
-from reinforce_edu.ppo import (ValueModel, clipped_surrogate, clipped_value_loss, gae, ppo_update, token_rewards,
+from reinforce_edu.core.credit import aggregation_weights
+from reinforce_edu.llm.logprobs import completion_logprobs
+from reinforce_edu.llm.sampling import sample
+from reinforce_edu.llm.models import tiny_llama
+from reinforce_edu.llm.ppo import (ValueModel, clipped_surrogate, clipped_value_loss, gae, ppo_update, token_rewards,
                                whiten)
 
 pytestmark = pytest.mark.usefixtures("one_thread_module")

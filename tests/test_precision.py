@@ -1,14 +1,14 @@
-"""The precision chooser (reinforce_edu/precision.py): what "auto" picks on each kind of device, that
+"""The precision chooser (reinforce_edu/perf/precision.py): what "auto" picks on each kind of device, that
 every path of a training step honours it, fp16's loss scaling, and clear errors on bad settings."""
 
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-import reinforce_edu.precision as precision
-from reinforce_edu.models import tiny_llama
-from reinforce_edu.precision import BF16_MIN_SPEEDUP, DTYPES, Precision, choose_precision, cpu_matmul_probe
-from reinforce_edu.trainer import TrainConfig, Trainer
+import reinforce_edu.perf.precision as precision
+from reinforce_edu.llm.models import tiny_llama
+from reinforce_edu.perf.precision import BF16_MIN_SPEEDUP, DTYPES, choose_precision, cpu_matmul_probe
+from reinforce_edu.llm.trainer import TrainConfig, Trainer
 
 # probe figures of the CPU kinds seen (one thread, torch 2.13)
 SLOW_BF16 = {"n": 256, "threads": 1, "fp32_gflops": 81.0, "bf16_gflops": 0.9, "bf16_speedup": 0.9 / 81, "seconds": 0.2}

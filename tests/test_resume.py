@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from reinforce_edu.models import tiny_llama
-from reinforce_edu.trainer import CHECKPOINT, TIME_KEYS, read_log
+from reinforce_edu.llm.models import tiny_llama
+from reinforce_edu.llm.trainer import CHECKPOINT, TIME_KEYS, read_log
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 12
@@ -29,7 +29,7 @@ def char_reward(completions, **kwargs):
 
 
 def _cli(tmp_path: Path, out: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "reinforce_edu.train", "--model", str(tmp_path / "model"),
+    return [sys.executable, "-m", "reinforce_edu.llm.cli", "--model", str(tmp_path / "model"),
             "--reward", "resume_rewards:char_reward", "--prompts", str(tmp_path / "prompts.txt"),
             "--steps", str(STEPS), "--checkpoint-every", "3", "--prompts-per-step", "2",
             "--samples-per-prompt", "2", "--max-new-tokens", "8", "--learning-rate", "0.01",

@@ -9,8 +9,8 @@ import math
 import pytest
 import torch
 
-from reinforce_edu.models import tiny_llama
-from reinforce_edu.reward_model import (RewardHead, RewardModel, bradley_terry_loss, load_reward_model, read_head,
+from reinforce_edu.llm.models import tiny_llama
+from reinforce_edu.llm.reward_model import (RewardHead, RewardModel, bradley_terry_loss, load_reward_model, read_head,
                                         train_head)
 
 
@@ -130,7 +130,7 @@ def test_load_reward_model_trains_a_missing_head(tiny, tmp_path):
     model, tok = tiny
     pairs = [{"prompt": "Describe your day.", "chosen": "It was a great, happy day.", "rejected": "It was awful."},
              {"prompt": "Describe exams.", "chosen": "Exams are fine, I enjoy them.", "rejected": "I hate exams."}]
-    from reinforce_edu.reward_model import fit_reward_model
+    from reinforce_edu.llm.reward_model import fit_reward_model
     rm, curves = fit_reward_model(model, tok, pairs=pairs, steps=50, save_to=tmp_path / "h.safetensors")
     assert curves["train_loss"][-1] < curves["train_loss"][0]
     s = rm.score([p["prompt"] for p in pairs] * 2, [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs])

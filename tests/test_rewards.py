@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from reinforce_edu.data import load_completions, load_preferences, load_prompts
-from reinforce_edu.rewards import check_rewards, compute_rewards, gold_reward
+from reinforce_edu.llm.data import load_completions, load_preferences, load_prompts
+from reinforce_edu.llm.rewards import check_rewards, compute_rewards, gold_reward
 
 
 def test_gold_reward_ranks_positive_above_negative():

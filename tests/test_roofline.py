@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from reinforce_edu.measure import count_flops
-from reinforce_edu.models import tiny_llama
-from reinforce_edu.roofline import MatmulCall, record_matmuls, replay_matmuls
+from reinforce_edu.perf.measure import count_flops
+from reinforce_edu.llm.models import tiny_llama
+from reinforce_edu.perf.roofline import MatmulCall, record_matmuls, replay_matmuls
 
 
 def linear_step(layer, x):

@@ -1,14 +1,14 @@
 """Integration: the real SmolLM2-135M-Instruct loads, writes text, and one REINFORCE update moves it.
 
-A few seconds once the model cache exists (reinforce_edu.models builds it on first use).
+A few seconds once the model cache exists (reinforce_edu.llm.models builds it on first use).
 """
 
 import math
 
 import torch
 
-from reinforce_edu.models import load_model
-from reinforce_edu.trainer import TrainConfig, Trainer, read_log
+from reinforce_edu.llm.models import load_model
+from reinforce_edu.llm.trainer import TrainConfig, Trainer, read_log
 
 
 def char_reward(completions, **kwargs):

@@ -3,15 +3,15 @@
 import pytest
 import torch
 
-from reinforce_edu.baselines import LeaveOneOutBaseline
-from reinforce_edu.kl import frozen_copy
-from reinforce_edu.losses import reinforce_loss
-from reinforce_edu.toy_estimates import batch_estimates, token_scores
-from reinforce_edu.toy_rewards import (delayed_rewards, first_token_reward, hackable_reward,
+from reinforce_edu.core.baselines import LeaveOneOutBaseline
+from reinforce_edu.core.kl import frozen_copy
+from reinforce_edu.core.losses import reinforce_loss
+from reinforce_edu.toy.estimates import batch_estimates, token_scores
+from reinforce_edu.toy.rewards import (delayed_rewards, first_token_reward, hackable_reward,
                                        match_reward, match_token_rewards)
-from reinforce_edu.toy_sequences import (Enumeration, ToyPolicy, ToyTask, demonstrations, scaled_copy,
+from reinforce_edu.toy.sequences import (Enumeration, ToyPolicy, ToyTask, demonstrations, scaled_copy,
                                          token_entropy, warm_up)
-from reinforce_edu.variance import estimator_stats
+from reinforce_edu.core.variance import estimator_stats
 
 TASK = ToyTask()
 
@@ -64,7 +64,7 @@ def test_samples_stop_at_eos(trained):
 def test_rewards_on_hand_examples():
     texts = ["ab", "a", "abc", "aaaaaa"]
     tokens = torch.stack([TASK.encode(t) for t in texts])  # prompt 0, target "ab."
-    from reinforce_edu.credit import completion_mask
+    from reinforce_edu.core.credit import completion_mask
     mask = completion_mask(tokens, TASK.eos)
     ids = torch.zeros(4, dtype=torch.long)
     assert torch.allclose(match_reward(TASK, ids, tokens, mask), torch.tensor([1, 1 / 3, 2 / 3, 1 / 3]))
@@ -151,7 +151,7 @@ def test_batch_estimates_match_a_loop_of_backward_passes(trained):
 
 
 def test_sequence_scores_refuse_token_dependent_weights(trained):
-    from reinforce_edu.toy_estimates import sequence_scores
+    from reinforce_edu.toy.estimates import sequence_scores
     policy, _, _ = trained
     batch = policy.sample(torch.arange(4), 2, torch.Generator().manual_seed(5))
     with torch.no_grad():
@@ -181,7 +181,7 @@ def test_kl_regularised_optimum_beats_the_reference(trained):
 
 
 def test_train_toy_smoke_improves_the_exact_reward():
-    from reinforce_edu.toy_train import ToyTrainConfig, train_toy
+    from reinforce_edu.toy.train import ToyTrainConfig, train_toy
     policy = ToyPolicy(TASK, hidden=8, seed=2)
     ref = frozen_copy(policy)
     enum = Enumeration(TASK)
@@ -198,7 +198,7 @@ def test_train_toy_smoke_improves_the_exact_reward():
 
 def test_train_toy_max_grad_norm_zero_turns_clipping_off():
     """max_grad_norm=0 means no clipping (as in TrainConfig): the step equals an unclipped one, not a zero step."""
-    from reinforce_edu.toy_train import ToyTrainConfig, train_toy
+    from reinforce_edu.toy.train import ToyTrainConfig, train_toy
     runs = []
     for norm in (0.0, 1e9):  # off, and a bound no gradient reaches
         policy = ToyPolicy(TASK, hidden=8, seed=2)

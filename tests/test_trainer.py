@@ -1,4 +1,4 @@
-"""The REINFORCE trainer (reinforce_edu/trainer.py, train.py) on a tiny random Llama: what one update
+"""The REINFORCE trainer (reinforce_edu/llm/trainer.py, train.py) on a tiny random Llama: what one update
 changes, what a bad step must not change, clear errors on bad input, checkpoints, the CLI."""
 
 import copy
@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-from reinforce_edu.generation import sample
+from reinforce_edu.llm.sampling import sample
 
-from reinforce_edu.models import tiny_llama
-from reinforce_edu.train import build_parser, field_docs, parse_config
-from reinforce_edu.trainer import CHECKPOINT, LOG, TIME_KEYS, TrainConfig, Trainer, read_log
+from reinforce_edu.llm.models import tiny_llama
+from reinforce_edu.llm.cli import build_parser, field_docs, parse_config
+from reinforce_edu.llm.trainer import CHECKPOINT, TIME_KEYS, TrainConfig, Trainer, read_log
 
 PROMPTS = ["Say something nice.", "How is the weather?", "Tell me about dogs.", "Describe a city.", "Hello!"]
 
@@ -56,7 +56,7 @@ def test_config_validation():
 
 def test_attention_choice(tmp_path, monkeypatch):
     """"auto" on a CPU: plain-matmul attention for the scoring passes (policy and π_ref), the fused kernel for sampling."""
-    import reinforce_edu.trainer as trainer_module
+    import reinforce_edu.llm.trainer as trainer_module
     seen = []
 
     def spy(model, *a, **k):

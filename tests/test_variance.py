@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
-from reinforce_edu.bandits import make_bandit
-from reinforce_edu.variance import compare_baselines, estimator_stats, format_table
+from reinforce_edu.toy.bandits import make_bandit
+from reinforce_edu.core.variance import estimator_stats, format_table
+from reinforce_edu.toy.bandit_estimates import compare_baselines
 
 
 def test_stats_recover_known_moments():

@@ -1,0 +1,328 @@
+r"""REINFORCE / RLOO fine-tuning of a causal LM: one config, one loop, exact resume.
+
+Each step, for P prompts and k samples of each (B = P·k rows, prompt-major):
+
+    1. y_ij ∼ π_θ(·|x_i)                                        sampling.sample  (no grad)
+    2. r_ij = r_φ(x_i, y_ij)  (proxy: the reward model)           rewards.compute_rewards (checked)
+    3. log π_θ(y_ij,t|·), log π_ref(y_ij,t|·)                      logprobs.completion_logprobs
+    4. R_ij = r_ij − β·KL_ij,  A_ij = R_ij − b_ij                  losses.reinforce_loss + baselines
+       L = −Σ_{i,j,t} w_ijt · A_ij · log π_θ(y_ij,t|·)
+    5. g = ∇L, clipped to ‖g‖ ≤ max_grad_norm; AdamW step; baseline.update(R)
+
+The loss, baselines and KL estimators are the very functions of lessons 01–04. The gold
+reward (rewards.gold_reward) is computed on the same samples for the log only: it never
+reaches the loss, so the gap between proxy and gold reward shows over-optimisation.
+
+Safety: a non-finite log-prob, loss or gradient skips the update (weights, optimiser and
+baseline untouched), is logged (`skipped`) and counted. A reward function that returns
+NaN or the wrong number of values raises before anything is written for that step.
+Checkpoints are written to a temporary file and renamed into place; resuming restores
+weights, optimiser, RNG states, baseline and step, so an interrupted run ends exactly as
+an uninterrupted one (same seed, same device).
+
+Speed: every forward runs in the precision the hardware does fast (reinforce_edu.perf.precision:
+bf16 autocast where a CPU or GPU multiplies bf16 natively, fp16 + loss scaling on a GPU without
+bf16, else fp32; log-probs are upcast to fp32 before the logsumexp); only completion positions reach the output layer; each prompt goes through the
+model once, not k times, in sampling and in both scoring passes (its key/value cache is
+repeated for its k samples); one no-grad pass of π_ref, and the policy's own training pass
+gives log π_θ for the KL; log π, its gradient and the entropy come from one softmax
+(logprobs.token_logprobs); on a CPU plain-matmul attention in the scoring passes and the
+fused kernel in sampling, each where it is faster (`attention`); the frozen π_ref
+stores its block weights in the compute dtype; a fused AdamW; freed memory stays in the process
+for the next step, whose tensors then do not page-fault on fresh memory (`keep_freed_memory`,
+reinforce_edu.perf.allocator). (`torch.compile` of the blocks was measured and does not pay on a CPU:
+benchmarks/torch_compile.py.) With `trainable_blocks=N` only the last N transformer blocks and the final norm
+train, the frozen rest is stored in the compute dtype and the backward pass stops at block L − N.
+
+Methods (lesson 07): `method="reinforce"` is the loop above, with any baseline and GRPO's
+`advantage_scale="group_std"`; `method="ppo"` replaces step 4–5 by `ppo.ppo_update`: a critic
+(a second copy of the transformer with a scalar head), GAE advantages, and `ppo_epochs` clipped
+updates on each batch. Every record also logs `gen_time` (sampling seconds) and
+`peak_memory_mib` (the step's peak: CUDA allocated memory, or the process's peak RSS on a CPU).
+
+Taught in notebooks/06_rlhf_small_llm.ipynb.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from reinforce_edu.core._checks import check_choice
+from reinforce_edu.core.baselines import make_baseline
+from reinforce_edu.core.kl import frozen_copy
+from reinforce_edu.core.losses import NonFiniteLossError, reinforce_loss
+from reinforce_edu.llm.checkpoint import atomic_write_text, load_checkpoint, read_log, save_checkpoint, trainer_state
+from reinforce_edu.llm.config import (CHECKPOINT, CONFIG, LOG, METHODS, PRECISION_KEY, TIME_KEYS, TrainConfig,
+                                      config_from_dict)
+from reinforce_edu.llm.data import load_prompt_list
+from reinforce_edu.llm.freeze import prepare_policy, trainable_parameter_names, transformer_blocks
+from reinforce_edu.llm.logprobs import completion_logprobs
+from reinforce_edu.llm.sampling import Rollout, check_prompts, context_length, encode_prompts, sample
+from reinforce_edu.llm.ppo import ValueModel, ppo_step
+from reinforce_edu.llm.rewards import RewardFn, compute_rewards, gold_reward, make_reward_fn
+from reinforce_edu.perf.allocator import keep_freed_memory
+from reinforce_edu.perf.measure import PeakMemory
+from reinforce_edu.perf.precision import Precision, choose_precision, resolve_device
+from reinforce_edu.perf.speed import attention_kernel, fused_adamw, store_frozen_linears
+
+__all__ = ["CHECKPOINT", "CONFIG", "LOG", "METHODS", "TIME_KEYS", "TrainConfig", "Trainer", "config_from_dict",
+           "read_log", "run", "step_seed"]
+
+
+def step_seed(seed: int, step: int, stream: int) -> int:
+    """A distinct, reproducible seed for each (run seed, step, purpose): no RNG state to carry."""
+    return (seed * 1_000_003 + step * 7919 + stream) % (2 ** 63)
+
+
+# ----------------------------------------------------------------------------- the trainer
+
+class Trainer:
+    """REINFORCE / RLOO fine-tuning loop. `Trainer(config).train()`; see the module docstring.
+
+    Optional objects replace what the config names (for notebooks and tests): `policy` and
+    `tokenizer` (a loaded model; it is modified in place), `reward_fn` (proxy, TRL signature),
+    `gold_fn` (log only; default rewards.gold_reward), `prompts` (list of str).
+    """
+
+    def __init__(self, config: TrainConfig, *, policy=None, tokenizer=None, reward_fn: RewardFn | None = None,
+                 gold_fn: RewardFn | None = None, prompts: list[str] | None = None) -> None:
+        if not isinstance(config, TrainConfig):
+            raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+        if (policy is None) != (tokenizer is None):
+            raise ValueError("pass both policy and tokenizer, or neither")
+        self.config = cfg = config
+        self.prompts = check_prompts(prompts) if prompts is not None else load_prompt_list(cfg.prompts)
+        self.device = resolve_device(cfg.device)
+        self.precision: Precision = choose_precision(self.device, cfg.dtype)  # printed once per process
+        self.dtype = self.precision.dtype
+        self.autocast = self.precision.autocast
+        # fp16: the loss is scaled before backward and the gradients unscaled before clipping (_apply)
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.precision.loss_scaling else None
+        if self.device.type == "cpu" and cfg.keep_freed_memory:
+            keep_freed_memory()
+        if policy is None:
+            from reinforce_edu.llm.models import load_model
+            policy, tokenizer = load_model(cfg.model)
+        self.tokenizer = tokenizer
+        ctx = context_length(policy)  # every prompt must fit before training starts, not at step 500
+        encode_prompts(tokenizer, self.prompts, max_length=None if ctx is None else ctx - cfg.max_new_tokens)
+        self.trainable = trainable_parameter_names(policy, cfg.trainable_blocks)
+        self.policy = prepare_policy(policy.to(self.device), self.trainable, self.dtype)
+        auto = cfg.attention == "auto"
+        self.sample_attention = "sdpa" if auto else cfg.attention  # the kernel of `rollout` and `evaluate`
+        score = ("sdpa" if self.device.type == "cuda" else "eager") if auto else cfg.attention
+        if hasattr(self.policy, "set_attn_implementation"):  # before the copies below, which inherit it
+            self.policy.set_attn_implementation(score)
+        self.ref = frozen_copy(self.policy)  # π_ref: the policy as it starts, frozen
+        if hasattr(self.ref.base_model, "layers"):
+            store_frozen_linears(transformer_blocks(self.ref), self.dtype)
+        self.reward_fn = reward_fn if reward_fn is not None else make_reward_fn(cfg.reward, self.ref, tokenizer)
+        self.gold_fn = gold_fn if gold_fn is not None else gold_reward
+        self.params = [p for p in self.policy.parameters() if p.requires_grad]
+        self.optimizer = fused_adamw(self.params, cfg.learning_rate, cfg.weight_decay, self.device)
+        self.critic = self.critic_optimizer = None
+        self.critic_params: list = []
+        if cfg.method == "ppo":  # a second copy of the transformer + a value head, trained alongside
+            self.critic = ValueModel(self.policy, self.trainable)
+            self.critic_params = [p for p in self.critic.parameters() if p.requires_grad]
+            self.critic_optimizer = fused_adamw(self.critic_params, cfg.critic_learning_rate or cfg.learning_rate,
+                                           cfg.weight_decay, self.device)
+        self.baseline = make_baseline(cfg.baseline, decay=cfg.baseline_decay, n_prompts=len(self.prompts))
+        self.step = 0
+        self.n_skipped = 0
+        self.history: list[dict] = []
+        self._append = False  # a fresh run starts a new log; a resumed one appends to the trimmed log
+        self.out = Path(cfg.output_dir)
+        if cfg.resume and (self.out / CHECKPOINT).is_file():
+            self.load_checkpoint(self.out / CHECKPOINT)
+
+    # -- data ------------------------------------------------------------------------------
+    def prompt_ids(self, step: int) -> Tensor:
+        """(P,) prompt indices of a step: consecutive slices of one shuffled order per epoch."""
+        P, N = self.config.prompts_per_step, len(self.prompts)
+        orders: dict[int, Tensor] = {}
+        ids = []
+        for j in range(step * P, step * P + P):  # position j in the endless stream of epochs
+            epoch, pos = divmod(j, N)
+            if epoch not in orders:
+                gen = torch.Generator().manual_seed(step_seed(self.config.seed, epoch, 1))
+                orders[epoch] = torch.randperm(N, generator=gen)
+            ids.append(int(orders[epoch][pos]))
+        return torch.tensor(ids)  # (P,)
+
+    # -- one update ------------------------------------------------------------------------
+    def rollout(self, prompts: list[str], k: int, seed: int) -> Rollout:
+        """Sample k completions of each prompt from the current policy (no grad)."""
+        with self.autocast(), attention_kernel(self.policy, self.sample_attention):
+            return sample(self.policy, self.tokenizer, prompts, k, self.config.max_new_tokens,
+                          temperature=self.config.temperature, seed=seed)
+
+    def score(self, rollout: Rollout) -> tuple[Tensor, Tensor]:
+        """(proxy, gold) rewards, each (B,), checked: NaN or a wrong count raises, naming the function."""
+        with torch.no_grad(), self.autocast():
+            proxy = compute_rewards(self.reward_fn, rollout.completions, rollout.repeated_prompts)
+        gold = compute_rewards(self.gold_fn, rollout.completions, rollout.repeated_prompts)
+        return proxy.to(self.device), gold.to(self.device)
+
+    def train_step(self) -> dict:
+        """One update (REINFORCE; or `ppo_epochs` PPO updates), or a logged skip. Returns the step's metrics."""
+        with PeakMemory(self.device, release=False) as mem:
+            rec = self._train_step()
+        rec["peak_memory_mib"] = mem.peak / 2 ** 20
+        return rec
+
+    def _train_step(self) -> dict:
+        cfg, start = self.config, time.perf_counter()
+        P, k = cfg.prompts_per_step, cfg.samples_per_prompt
+        ids = self.prompt_ids(self.step)
+        r = self.rollout([self.prompts[i] for i in ids], k, seed=step_seed(cfg.seed, self.step, 2))
+        gen_time = time.perf_counter() - start
+        proxy, gold = self.score(r)  # raises before anything changes or is written
+        mask = r.completion_mask  # (B, T)
+        with torch.no_grad(), self.autocast():  # the one no-grad pass: π_ref
+            ref_logp = completion_logprobs(self.ref, r.input_ids, r.attention_mask, r.prompt_length,
+                                           temperature=cfg.temperature, group_size=k)  # (B, T)
+        with self.autocast():  # the training pass; it also gives log π_θ for the KL
+            logp, entropy = completion_logprobs(self.policy, r.input_ids, r.attention_mask, r.prompt_length,
+                                                temperature=cfg.temperature, return_entropy=True,
+                                                group_size=k)  # (B, T)
+        valid = mask > 0
+        rec = {"step": self.step + 1, "proxy_reward": proxy.mean().item(), "gold_reward": gold.mean().item(),
+               "entropy": entropy[valid].mean().item(), "length": r.lengths.float().mean().item()}
+        reason, grad_norm = None, float("nan")
+        if not (torch.isfinite(logp[valid]).all() and torch.isfinite(ref_logp[valid]).all()):
+            reason = "non-finite log-probs"
+        elif cfg.method == "ppo":  # ppo_epochs clipped updates with a critic instead of the lines below
+            grad_norm, reason = ppo_step(self, r, logp, ref_logp, proxy, rec)
+        else:
+            try:
+                out = reinforce_loss(logp, proxy, mask, ref_logp=ref_logp, beta=cfg.beta,
+                                     kl_estimator=cfg.kl_estimator, kl_placement=cfg.kl_placement,
+                                     baseline=self.baseline, group_size=k, prompts=ids, aggregation=cfg.aggregation,
+                                     advantage_scale=cfg.advantage_scale)
+            except NonFiniteLossError:  # reinforce_loss refuses a non-finite loss
+                reason = "non-finite loss"
+            if reason is None:
+                grad_norm, reason = self._apply(out.loss)
+                if reason is None:
+                    self.baseline.update(out.returns.view(P, k), ids)
+                rec.update(loss=out.loss.item(), kl=out.kl.mean().item(), returns=out.returns.mean().item(),
+                           advantage_std=out.advantages[valid].std().item() if valid.sum() > 1 else 0.0)
+        if reason is not None:
+            self.n_skipped += 1
+        self.step += 1
+        rec.update(grad_norm=grad_norm, clipped=bool(cfg.max_grad_norm > 0 and grad_norm > cfg.max_grad_norm),
+                   skipped=reason, n_skipped=self.n_skipped, step_time=time.perf_counter() - start, gen_time=gen_time)
+        return {k_: (None if isinstance(v, float) and not math.isfinite(v) else v) for k_, v in rec.items()}
+
+    def _apply(self, loss: Tensor) -> tuple[float, str | None]:
+        """Backpropagate `loss`, clip, step the optimiser(s) (policy, and the critic with PPO).
+
+        Returns (‖g‖ of the policy before clipping, None), or (‖g‖, "non-finite gradient") with
+        nothing updated: a non-finite gradient never reaches the weights.
+        """
+        cfg = self.config
+        groups = [(self.params, self.optimizer)]
+        if self.critic is not None:
+            groups.append((self.critic_params, self.critic_optimizer))
+        for _, opt in groups:
+            opt.zero_grad(set_to_none=True)
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()  # fp16: ∇(S·L) = S·g
+        norms = []
+        for params, opt in groups:
+            if self.scaler is not None:
+                self.scaler.unscale_(opt)  # g ← g / S, before the norm and the clipping see it
+            grads = [p.grad for p in params if p.grad is not None]
+            norms.append(torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(()))  # ‖g‖ before clipping
+        reason = None if all(math.isfinite(float(n)) for n in norms) else "non-finite gradient"
+        if reason is None:
+            for (params, opt), norm in zip(groups, norms):
+                if cfg.max_grad_norm > 0:  # g ← g · min(1, c / ‖g‖)
+                    torch.nn.utils.clip_grads_with_norm_(params, cfg.max_grad_norm, norm)
+                opt.step()
+        if self.scaler is not None:  # fp16: S halves after an overflow, grows after a run of good steps
+            self.scaler.update()
+        for _, opt in groups:
+            opt.zero_grad(set_to_none=True)
+        return float(norms[0]), reason
+
+    # -- the loop --------------------------------------------------------------------------
+    def train(self) -> list[dict]:
+        """Run until `config.steps` updates are done; log every step, checkpoint as configured."""
+        from tqdm.auto import tqdm
+        cfg = self.config
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not cfg.progress, desc="train")
+        while self.step < cfg.steps:
+            rec = self.train_step()
+            self._log(rec)
+            bar.update(1)
+            bar.set_postfix(proxy=f"{rec['proxy_reward']:.3f}", gold=f"{rec['gold_reward']:.3f}",
+                            kl=f"{rec['kl']:.3f}" if rec.get("kl") is not None else "-")
+            if self.step == cfg.steps or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
+                self.save_checkpoint()
+        bar.close()
+        return self.history
+
+    def _log(self, rec: dict) -> None:
+        """Append one record to metrics.jsonl (the run folder is created at the first record)."""
+        if not self._append:
+            self.out.mkdir(parents=True, exist_ok=True)
+            record = {**asdict(self.config), PRECISION_KEY: self.precision.as_dict()}  # the setting and what it chose
+            atomic_write_text(self.out / CONFIG, json.dumps(record, indent=2))
+        with open(self.out / LOG, "a" if self._append else "w", encoding="utf-8") as f:
+            f.write(json.dumps(rec) + "\n")
+        self._append = True
+        self.history.append(rec)
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def state(self) -> dict:
+        """Everything a resumed run needs to continue exactly (reinforce_edu.llm.checkpoint)."""
+        return trainer_state(self)
+
+    def save_checkpoint(self, path: str | Path | None = None) -> Path:
+        """Write the checkpoint atomically (default: output_dir/checkpoint.pt); returns its path."""
+        return save_checkpoint(self, path)
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Restore weights, optimiser(s), baseline, RNG states and step; trim the log to that step."""
+        load_checkpoint(self, path)
+
+    # -- evaluation ------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, prompts: list[str], k: int = 1, seed: int = 0, *, max_new_tokens: int | None = None,
+                 proxy: bool = True, model: str = "policy") -> dict:
+        """Mean gold (and proxy) reward of k samples per prompt, with standard errors, and the samples.
+
+        model: "policy" (as trained so far) or "reference" (the policy before training).
+        SE = std / √n over the n = P·k completions. Deterministic for a given seed.
+        """
+        prompts = check_prompts(prompts)
+        check_choice(model, "model", ("policy", "reference"))
+        cfg = self.config
+        sampler = self.policy if model == "policy" else self.ref
+        with self.autocast(), attention_kernel(sampler, self.sample_attention):
+            r = sample(sampler, self.tokenizer, prompts, k,
+                       max_new_tokens or cfg.max_new_tokens, temperature=cfg.temperature, seed=seed)
+        proxy_r, gold = self.score(r) if proxy else (None, compute_rewards(self.gold_fn, r.completions,
+                                                                             r.repeated_prompts))
+        n = gold.numel()
+        out = {"gold": gold.mean().item(), "gold_se": (gold.std() / math.sqrt(n)).item() if n > 1 else float("nan"),
+               "length": r.lengths.float().mean().item(), "completions": r.completions, "gold_values": gold.tolist()}
+        if proxy_r is not None:
+            out.update(proxy=proxy_r.mean().item(), proxy_values=proxy_r.tolist(),
+                       proxy_se=(proxy_r.std() / math.sqrt(n)).item() if n > 1 else float("nan"))
+        return out
+
+
+def run(config: TrainConfig, **objects) -> Trainer:
+    """Build a `Trainer` from `config` (objects: see `Trainer`), train it, return it."""
+    trainer = Trainer(config, **objects)
+    trainer.train()
+    return trainer

@@ -1,0 +1,51 @@
+"""What makes the trainer fast without changing what it computes: the attention kernel per pass,
+frozen weights stored in the compute dtype, a fused AdamW.
+
+Each was measured on the course's CPUs (README, Benchmarks); each gives the same numbers as the plain way
+to float tolerance (tests/test_trainer.py, tests/test_methods.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+
+@contextlib.contextmanager
+def attention_kernel(model: torch.nn.Module, name: str):
+    """Run `model` with the attention implementation `name` ("eager", "sdpa") inside the block; restored after.
+
+    A no-op for a model that is already set so, or that cannot switch (no `set_attn_implementation`).
+    """
+    previous = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    if previous is None or previous == name or not hasattr(model, "set_attn_implementation"):
+        yield model
+        return
+    model.set_attn_implementation(name)
+    try:
+        yield model
+    finally:
+        model.set_attn_implementation(previous)
+
+
+def store_frozen_linears(blocks: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """Store the weights of the frozen linear layers inside `blocks` (a model's transformer blocks) in `dtype`, in place.
+
+    Under autocast every matmul casts its fp32 weight to the compute dtype at every pass; a frozen
+    model (π_ref) can hold the cast copy instead: the same values, once, in half the memory. The
+    embedding (tied to the output layer in SmolLM2) and the norms keep their dtype.
+    """
+    if dtype == torch.float32:
+        return blocks
+    for module in blocks.modules():
+        if isinstance(module, torch.nn.Linear) and not module.weight.requires_grad:
+            module.weight.data = module.weight.data.to(dtype)
+            if module.bias is not None:
+                module.bias.data = module.bias.data.to(dtype)
+    return blocks
+
+
+def fused_adamw(params: list, lr: float, weight_decay: float, device: torch.device) -> torch.optim.AdamW:
+    """AdamW, fused into one kernel per step where torch has one (CPU and CUDA)."""
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=device.type in ("cpu", "cuda") or None)
