@@ -58,7 +58,7 @@ plt.show()
 # | 00_big_picture | the pipeline, the course, the tools | – | – | 0.1 / 0.1 |
 # | 01_bandits_policy_gradient | score-function estimator vs the exact gradient | contextual bandit | `bandits`, `policy_gradient` | 0.2 / 0.1 |
 # | 02_baselines_and_variance | baselines, bias, variance, interactive explorer | contextual bandit | `baselines`, `per_sample`, `variance`, `explorer` | 0.5 / 0.2 |
-# | 03_credit_assignment | token- vs sequence-level credit, aggregation | toy sequence policy | `toy_sequences`, `credit` | 0.4 / 0.2 |
+# | 03_credit_assignment | token- vs sequence-level credit, aggregation | toy sequence policy | `toy.sequences`, `credit` | 0.4 / 0.2 |
 # | 04_kl_and_reference | KL penalty, k1/k2/k3, the seed's faults | toy sequence policy | `kl`, `losses` | 0.5 / 0.2 |
 # | 05_reward_model | Bradley–Terry reward model | SmolLM2-135M | `models`, `rewards`, `reward_model` | 1.9 / 0.3 |
 # | 06_rlhf_small_llm | REINFORCE/RLOO fine-tuning, variance on a real LLM | SmolLM2-135M | `generation`, `trainer`, `train` | 3.7 / 2.1 |

@@ -298,7 +298,7 @@ plt.show()
 #
 # Lesson 02 measured baselines on a bandit. Here is the same measurement on SmolLM2. For a batch of $P$
 # prompts, $k=4$ answers each, and $\theta$ = the **last transformer block and the final norm**
-# (3.5 M parameters), `llm_variance.score_gradients` computes every answer's score gradient
+# (3.5 M parameters), `llm.variance.score_gradients` computes every answer's score gradient
 # $s_{ij}=\nabla_\theta\log\pi_\theta(y_{ij}\mid x_i)$ — per sample, with `torch.func.vmap` over the last
 # block (`per_sample.per_sample_grads`). Each prompt contributes $G_i=\frac1k\sum_j A_{ij}s_{ij}$ to the
 # batch estimate, prompts are independent, so

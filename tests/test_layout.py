@@ -77,3 +77,16 @@ def test_the_checker_sees_a_violation(tmp_path):
             test_each_layer_imports_only_what_it_may(bad)
     finally:
         bad.unlink()
+
+
+def test_functions_stay_short():
+    """No function body over ~60 lines (its docstring not counted): a reader sees each one whole."""
+    long = []
+    for path in modules():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                body = (node.body[1:] if ast.get_docstring(node) is not None else node.body) or node.body
+                n = body[-1].end_lineno - body[0].lineno + 1
+                if n > 60:
+                    long.append(f"{path.relative_to(PKG)}:{node.name} ({n} lines)")
+    assert long == [], long

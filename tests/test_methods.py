@@ -12,7 +12,7 @@ from reinforce_edu.llm.comparison import METHODS, method_config, run_method, sum
 from reinforce_edu.llm.logprobs import completion_logprobs
 from reinforce_edu.llm.sampling import filter_logits, sample, sample_categorical
 from reinforce_edu.perf.measure import (PeakMemory, best_seconds, count_flops, device_description, device_slug, git_commit, matmul_peak,
-                                   matmul_share, time_phases, write_result)
+                                   matmul_share, platform_id, time_phases, write_result)
 from reinforce_edu.llm.models import tiny_llama
 from reinforce_edu.llm.trainer import CHECKPOINT, TrainConfig, Trainer
 
@@ -231,7 +231,8 @@ def test_write_result_leads_with_its_provenance(tmp_path):
     script = tmp_path / "benchmarks" / "b.py"
     path = write_result(tmp_path / "out" / "r.json", script, ["--steps", "2"], tmp_path, threads=1, results=[1, 2])
     record = json.loads(path.read_text())
-    assert list(record)[:4] == ["command", "commit", "device", "torch"]
+    assert list(record)[:5] == ["command", "commit", "device", "platform", "torch"]
+    assert record["platform"] == platform_id()
     assert record["command"] == "python benchmarks/b.py --steps 2" and record["commit"] is None  # not a repository
     assert record["threads"] == 1 and record["results"] == [1, 2] and record["torch"] == torch.__version__
 

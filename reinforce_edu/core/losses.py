@@ -198,7 +198,8 @@ def reinforce_loss(
     samples' G_jt, 0 for those already ended).
     advantage_scale: "none", "group_std" (GRPO: A / (std of the prompt's k returns + scale_eps); needs k >= 2)
     or "batch_std" (A / (std of all B returns + scale_eps)); the std is computed from the returns R, detached.
-    The bandit is the case T = 1.
+    The bandit is the case T = 1. Lesson 04 reads this function whole: the argument checks live in
+    `_check_loss_inputs`, so what follows is the equation of the module docstring, branch by branch.
     """
     B, T, P, k, m, rewards, baseline, gamma = _check_loss_inputs(
         logp, rewards, mask, ref_logp, beta, kl_estimator, kl_placement, baseline, group_size, prompts, credit, gamma,

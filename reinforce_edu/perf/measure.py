@@ -270,11 +270,13 @@ def write_result(path: str | Path, script: str | Path, argv: list[str], root: st
     """Write a benchmark's result to `path` as JSON, led by where it came from.
 
     The record starts with "command" (`python <script relative to root> <argv>`), "commit"
-    (`git_commit(root)`), "device" and "torch", then holds `fields` as given. Returns the path.
+    (`git_commit(root)`), "device", "platform" (`platform_id()`: the CPU's kernel-picking instruction
+    sets tell an AMD Zen 3 from a Zen 4) and "torch", then holds `fields` as given. Returns the path.
     """
     path = Path(path)
     payload = {"command": "python " + " ".join([os.path.relpath(script, root)] + list(argv)),
-               "commit": git_commit(root), "device": device_description(), "torch": torch.__version__, **fields}
+               "commit": git_commit(root), "device": device_description(), "platform": platform_id(),
+               "torch": torch.__version__, **fields}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=1))
     return path
