@@ -22,24 +22,24 @@ an uninterrupted one (same seed, same device).
 
 Speed: every forward runs in the precision the hardware does fast (reinforce_edu.perf.precision:
 bf16 autocast where a CPU or GPU multiplies bf16 natively, fp16 + loss scaling on a GPU without
-bf16, else fp32; log-probs are upcast to fp32 before the logsumexp); only completion positions reach the output layer; each prompt goes through the
-model once, not k times, in sampling and in both scoring passes (its key/value cache is
+bf16, else fp32; log-probs are upcast to fp32 before the logsumexp); only completion positions
+reach the output layer; each prompt goes through the model once, not k times, in sampling and in both scoring passes (its key/value cache is
 repeated for its k samples); one no-grad pass of π_ref, and the policy's own training pass
 gives log π_θ for the KL; log π, its gradient and the entropy come from one softmax
 (logprobs.token_logprobs); on a CPU plain-matmul attention in the scoring passes and the
 fused kernel in sampling, each where it is faster (`attention`); the frozen π_ref
 stores its block weights in the compute dtype; a fused AdamW; freed memory stays in the process
 for the next step, whose tensors then do not page-fault on fresh memory (`keep_freed_memory`,
-reinforce_edu.perf.allocator). (`torch.compile` of the blocks was measured and does not pay on a CPU:
-benchmarks/torch_compile.py.) With `trainable_blocks=N` only the last N transformer blocks and the final norm
+reinforce_edu.perf.allocator; `torch.compile` does not pay on a CPU: benchmarks/torch_compile.py). With `trainable_blocks=N` only the last N transformer blocks and the final norm
 train, the frozen rest is stored in the compute dtype and the backward pass stops at block L − N.
 
 Methods (lesson 07): `method="reinforce"` is the loop above, with any baseline and GRPO's
-`advantage_scale="group_std"`; `method="ppo"` replaces step 4–5 by `ppo.ppo_update`: a critic
+`advantage_scale="group_std"`; `method="ppo"` replaces step 4–5 by `ppo.ppo_step`: a critic
 (a second copy of the transformer with a scalar head), GAE advantages, and `ppo_epochs` clipped
 updates on each batch. Every record also logs `gen_time` (sampling seconds) and
 `peak_memory_mib` (the step's peak: CUDA allocated memory, or the process's peak RSS on a CPU).
 
+Around it: llm.config (settings), llm.freeze, llm.checkpoint, perf.speed; llm.minimal is the loop in one file.
 Taught in notebooks/06_rlhf_small_llm.ipynb.
 """
 

@@ -12,67 +12,12 @@ Taught alongside every lesson; see `reinforce_edu.teaching.assignments` for rele
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from torch import Tensor
 
-
-class ExerciseError(AssertionError):
-    """A wrong answer: the message says what, for which input, and where to look."""
-
-
-def _fmt(x: Any) -> str:
-    if isinstance(x, Tensor):
-        x = x.detach()
-        if x.numel() > 12:
-            return f"tensor of shape {tuple(x.shape)}, first values {[round(v, 4) for v in x.flatten()[:6].tolist()]}"
-        return str([round(v, 4) for v in x.flatten().tolist()] if x.dim() <= 1 else
-                   [[round(v, 4) for v in row] for row in x.reshape(x.shape[0], -1).tolist()])
-    if isinstance(x, float):
-        return f"{x:.6g}"
-    return repr(x)
-
-
-def _describe(case: dict) -> str:
-    return ", ".join(f"{k}={_fmt(v)}" for k, v in case.items() if not callable(v) and not isinstance(v, torch.nn.Module))
-
-
-def _compare(name: str, got: Any, expected: Any, case: dict, revisit: str, atol: float = 1e-5) -> None:
-    where = f"\n  input:    {_describe(case)}\n  expected: {_fmt(expected)}\n  got:      {_fmt(got)}\n  revisit:  {revisit}"
-    if isinstance(expected, Tensor):
-        if not isinstance(got, Tensor):
-            raise ExerciseError(f"{name} should return a torch.Tensor, got {type(got).__name__}.{where}")
-        if got.shape != expected.shape:
-            raise ExerciseError(f"{name} returned shape {tuple(got.shape)}, expected {tuple(expected.shape)}.{where}")
-        if not torch.allclose(got.detach().double(), expected.detach().double(), atol=atol, rtol=1e-4):
-            raise ExerciseError(f"{name} returned the wrong values.{where}")
-    else:
-        try:
-            ok = abs(float(got) - float(expected)) <= atol + 1e-4 * abs(float(expected))
-        except (TypeError, ValueError):
-            raise ExerciseError(f"{name} should return a number, got {type(got).__name__}.{where}") from None
-        if not ok:
-            raise ExerciseError(f"{name} returned the wrong value.{where}")
-
-
-def _run(name: str, fn: Callable, reference: Callable, cases: list[dict], revisit: str, atol: float = 1e-5) -> None:
-    if not callable(fn):
-        raise ExerciseError(f"{name}: pass your function itself, got {type(fn).__name__}")
-    for case in cases:
-        try:
-            got = fn(**{k: (v.clone() if isinstance(v, Tensor) else v) for k, v in case.items()})
-        except NotImplementedError:
-            raise
-        except Exception as err:  # the student's code crashed: say on what
-            raise ExerciseError(f"{name} raised {type(err).__name__}: {err}\n  input:    {_describe(case)}\n"
-                                f"  revisit:  {revisit}") from err
-        _compare(name, got, reference(**case), case, revisit, atol)
-    print(f"✓ {name}: correct on {len(cases)} input(s)")
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+from reinforce_edu.teaching.feedback import ExerciseError, _compare, _describe, _gen, _run
 
 
 # ---------------------------------------------------------------- lesson 01 -----------------
