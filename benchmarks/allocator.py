@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = workload.parse(parser, argv, min_warmup=0)
     import torch
     torch.set_num_threads(args.threads)
-    from reinforce_edu.perf.measure import device_description, report_result, run_worker
+    from reinforce_edu.perf.provenance import device_description, report_result, run_worker
     if args.worker:
         report_result(worker(args.worker, args.steps, args.warmup))
         return 0

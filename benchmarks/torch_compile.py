@@ -86,7 +86,7 @@ def worker(mode: str, steps: int, warmup: int, device: str) -> dict:
 
 
 def _spawn(mode: str, args) -> dict | None:
-    from reinforce_edu.perf.measure import run_worker
+    from reinforce_edu.perf.provenance import run_worker
     cmd = [sys.executable, __file__, "--worker", mode, "--steps", str(args.steps), "--warmup", str(args.warmup),
            "--threads", str(args.threads), "--device", args.device]
     with tempfile.TemporaryDirectory(prefix="inductor_") as cache:  # a cold compile cache: no graph from an earlier run
@@ -111,11 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         res = worker(args.worker, args.steps, args.warmup, args.device)
-        from reinforce_edu.perf.measure import report_result
+        from reinforce_edu.perf.provenance import report_result
         report_result(res)
         return 0
 
-    from reinforce_edu.perf.measure import device_description
+    from reinforce_edu.perf.provenance import device_description
     load = os.getloadavg()
     print(f"{device_description()}, torch {torch.__version__}, load average {load[0]:.1f}")
     print(f"workload: P={P} x k={K} x <= {NEW_TOKENS} new tokens, bf16 autocast, every parameter trains, "

@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     torch.set_num_threads(args.threads)
 
-    from reinforce_edu.perf.measure import device_description
+    from reinforce_edu.perf.provenance import device_description
     load = os.getloadavg()
     print(f"{device_description()}, torch {torch.__version__}, load average {load[0]:.1f}", flush=True)
     res = measure(args)

@@ -214,7 +214,7 @@ def run_worker(args) -> None:
     else:
         res = worker_trl(args.precision, args.steps, args.warmup, kept_memory=args.worker == "trl-kept")
     res.update(side=args.worker, precision=args.precision, threads=torch.get_num_threads())
-    from reinforce_edu.perf.measure import report_result
+    from reinforce_edu.perf.provenance import report_result
     report_result(res)
 
 
@@ -246,7 +246,7 @@ def ran_in(res: dict) -> str:
 
 
 def _spawn(side: str, precision: str, args) -> dict | None:
-    from reinforce_edu.perf.measure import run_worker
+    from reinforce_edu.perf.provenance import run_worker
     cmd = [sys.executable, __file__, "--worker", side, "--precision", precision, "--steps", str(args.steps),
            "--warmup", str(args.warmup), "--threads", str(args.threads)]
     res = run_worker(cmd, cwd=ROOT, label=f"{side} {precision}", env=dict(os.environ, PYTHONPATH=str(ROOT)),
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from reinforce_edu.perf.measure import device_description
+    from reinforce_edu.perf.provenance import device_description
     from reinforce_edu.perf.precision import choose_precision
     have_trl = importlib.util.find_spec("trl") is not None
     if not have_trl:

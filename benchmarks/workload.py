@@ -70,9 +70,9 @@ def parse(p: argparse.ArgumentParser, argv: list[str] | None, min_warmup: int = 
 
 
 def store(args: argparse.Namespace, argv: list[str] | None, script: str, load: tuple, **fields) -> None:
-    """With --json: write `fields` after the shared ones (`record`), led by the provenance (measure.write_result)."""
+    """With --json: write `fields` after the shared ones (`record`), led by the provenance (provenance.write_result)."""
     if args.json:
-        from reinforce_edu.perf.measure import write_result
+        from reinforce_edu.perf.provenance import write_result
         write_result(args.json, script, argv if argv is not None else sys.argv[1:], ROOT, **record(args, load),
                      **fields)
         print(f"wrote {args.json}")

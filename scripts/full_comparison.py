@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from reinforce_edu.perf.measure import device_description, device_slug, git_commit
+from reinforce_edu.perf.provenance import device_description, device_slug, git_commit
 
 ROOT = Path(__file__).resolve().parents[1]
 

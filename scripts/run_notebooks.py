@@ -16,7 +16,7 @@ the notebook on disk keeps its previous cells and outputs (it is written only on
 `--sync-only` executes nothing: a code cell whose source is unchanged keeps its stored outputs, a
 changed one is stored without outputs. A prose-only edit therefore needs no re-run.
 
-Each executed lesson records the platform that produced its outputs (`measure.platform_id`: CPU
+Each executed lesson records the platform that produced its outputs (`provenance.platform_id`: CPU
 and its kernel-picking instruction sets, torch build, CUDA device) in its metadata; the test suite
 compares checked outputs bit for bit only on that platform (see tests/conftest.py).
 """
@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def execute(path: Path, timeout: int) -> float:
     """Build one notebook from its lesson source, run it top to bottom in a fresh kernel, write it back with outputs."""
-    from reinforce_edu.perf.measure import platform_id
+    from reinforce_edu.perf.provenance import platform_id
 
     nb = sync_lessons.build(path)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",

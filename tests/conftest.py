@@ -1,7 +1,7 @@
 """Shared test fixtures, and where nbval compares the lessons' checked outputs.
 
 Checked outputs (`# NBVAL_CHECK_OUTPUT`) of a lesson repeat bit for bit on the platform that
-executed it (`scripts/run_notebooks.py` records `measure.platform_id()` in the notebook's metadata).
+executed it (`scripts/run_notebooks.py` records `provenance.platform_id()` in the notebook's metadata).
 On another CPU the matmul kernels round differently, a sampled token somewhere flips and a training
 run's figures move within their noise, so there the cells still run — and every assertion in them,
 the lesson's claims, must hold — but their printed figures are not compared; the summary says so.
@@ -28,7 +28,7 @@ def pytest_collection_modifyitems(config, items):
         if recorded is None:
             continue  # no record: compare as nbval always does
         if here is None:
-            from reinforce_edu.perf.measure import platform_id
+            from reinforce_edu.perf.provenance import platform_id
             here = platform_id()
         if recorded != here:
             item.options["check"] = False
@@ -37,7 +37,7 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_terminal_summary(terminalreporter):
     if _lax:
-        from reinforce_edu.perf.measure import platform_id
+        from reinforce_edu.perf.provenance import platform_id
         terminalreporter.section("lesson outputs not compared")
         terminalreporter.write_line(f"this platform: {platform_id()}")
         for name, recorded in sorted(_lax.items()):

@@ -11,8 +11,8 @@ import torch
 from reinforce_edu.llm.comparison import METHODS, method_config, run_method, summarise
 from reinforce_edu.llm.logprobs import completion_logprobs
 from reinforce_edu.llm.sampling import filter_logits, sample, sample_categorical
-from reinforce_edu.perf.measure import (PeakMemory, best_seconds, count_flops, device_description, device_slug, git_commit, matmul_peak,
-                                   matmul_share, platform_id, time_phases, write_result)
+from reinforce_edu.perf.measure import PeakMemory, best_seconds, count_flops, matmul_peak, matmul_share, time_phases
+from reinforce_edu.perf.provenance import device_description, device_slug, git_commit, platform_id, write_result
 from reinforce_edu.llm.models import tiny_llama
 from reinforce_edu.llm.trainer import CHECKPOINT, TrainConfig, Trainer
 
@@ -278,9 +278,9 @@ def test_provenance_of_a_stored_result(tmp_path):
 def test_run_worker_reads_the_result_line_and_reports_failures(tmp_path, capsys):
     import sys
 
-    from reinforce_edu.perf.measure import report_result, run_worker
+    from reinforce_edu.perf.provenance import report_result, run_worker
     script = tmp_path / "w.py"
-    script.write_text("import sys\nfrom reinforce_edu.perf.measure import report_result\nprint('noise')\n"
+    script.write_text("import sys\nfrom reinforce_edu.perf.provenance import report_result\nprint('noise')\n"
                       "report_result({'x': 1})\nreport_result({'x': int(sys.argv[1])})\n")
     res = run_worker([sys.executable, str(script), "7"], cwd=tmp_path, label="ok")
     assert res["x"] == 7 and res["wall_s"] > 0  # the last RESULT line wins

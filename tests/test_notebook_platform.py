@@ -5,7 +5,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from reinforce_edu.perf.measure import platform_id
+from reinforce_edu.perf.provenance import platform_id
 
 pytest_plugins = ["pytester"]
 
