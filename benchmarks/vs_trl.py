@@ -221,10 +221,10 @@ def run_worker(args) -> None:
 # ----------------------------------------------------------------------------- driver
 
 def _stopped_steps(stdout: str, stopped_at: float) -> dict:
-    """A worker stopped by --timeout: its finished steps' seconds, and a lower bound on its s/step.
+    """A worker stopped by --timeout: its finished steps' seconds, and its s/step as far as it got.
 
-    The bound is the median of the finished steps, or, where none finished, the time the unfinished
-    step had run when it was stopped (it would have taken longer)."""
+    That is the median of the finished steps (a measurement, not a bound) or, where none finished, the
+    time the unfinished step had run when it was stopped (a lower bound: it would have taken longer)."""
     finished, began = [], None
     for line in stdout.splitlines():
         word, _, value = line.partition(" ")

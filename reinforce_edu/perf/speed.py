@@ -1,8 +1,8 @@
 """What makes the trainer fast without changing what it computes: the attention kernel per pass,
 frozen weights stored in the compute dtype, a fused AdamW.
 
-Each was measured on the course's CPUs (README, Benchmarks); each gives the same numbers as the plain way
-to float tolerance (tests/test_trainer.py, tests/test_methods.py).
+Each was measured on the course's CPUs (benchmarks/README.md). The kernel choice per pass is tested in
+tests/test_trainer.py; frozen weights stored in bf16 compute what bf16 autocast would cast them to anyway.
 """
 
 from __future__ import annotations
