@@ -44,7 +44,8 @@ from reinforce_edu.core.credit import aggregation_weights, completion_mask
 from reinforce_edu.core.losses import reinforce_loss
 from reinforce_edu.toy.estimates import batch_estimates, position_variance, sequence_scores, token_scores
 from reinforce_edu.toy.rewards import delayed_rewards, first_token_reward, match_reward, match_token_rewards
-from reinforce_edu.toy.sequences import Enumeration, ToyPolicy, ToyTask, demonstrations, scaled_copy, warm_up
+from reinforce_edu.toy.enumeration import Enumeration
+from reinforce_edu.toy.sequences import ToyPolicy, ToyTask, demonstrations, scaled_copy, warm_up
 from reinforce_edu.toy.train import ToyTrainConfig, train_toy
 
 torch.set_num_threads(1)  # tiny tensors: one thread is faster, and the same numbers everywhere

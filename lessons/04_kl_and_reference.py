@@ -40,7 +40,8 @@ from reinforce_edu.core.kl import exact_kl, frozen_copy, kl_estimate
 from reinforce_edu.core.losses import reinforce_loss, seed_reinforce_loss
 from reinforce_edu.toy.estimates import batch_estimates, sequence_scores, token_scores
 from reinforce_edu.toy.rewards import hackable_reward, match_reward
-from reinforce_edu.toy.sequences import Enumeration, ToyPolicy, ToyTask, demonstrations, scaled_copy, warm_up
+from reinforce_edu.toy.enumeration import Enumeration
+from reinforce_edu.toy.sequences import ToyPolicy, ToyTask, demonstrations, scaled_copy, warm_up
 from reinforce_edu.toy.train import ToyTrainConfig, train_toy
 from reinforce_edu.core.variance import estimator_stats
 

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from reinforce_edu.core.kl import exact_kl, frozen_copy, kl_estimate
-from reinforce_edu.toy.sequences import Enumeration, ToyPolicy, ToyTask, demonstrations, warm_up
+from reinforce_edu.toy.enumeration import Enumeration
+from reinforce_edu.toy.sequences import ToyPolicy, ToyTask, demonstrations, warm_up
 
 
 pytestmark = pytest.mark.usefixtures("one_thread_module")

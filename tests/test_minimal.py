@@ -95,14 +95,14 @@ def test_one_step_matches_the_trainer(tmp_path, one_thread, k, temperature):
     with torch.no_grad():
         ref_logp = minimal.completion_logprobs(ref, r.input_ids, r.attention_mask, r.prompt_length, cfg.temperature)
     logp = minimal.completion_logprobs(policy, r.input_ids, r.attention_mask, r.prompt_length, cfg.temperature)
-    loss, advantages = minimal.rloo_loss(logp, ref_logp, rewards, mask, k, cfg.beta)
+    loss, advantages, _ = minimal.rloo_loss(logp, ref_logp, rewards, mask, k, cfg.beta)
     params = list(policy.parameters())
     grads = torch.autograd.grad(loss, params, retain_graph=True)
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     norm = minimal.update(policy, optimizer, loss, cfg.max_grad_norm)
 
     # the loss function alone, on the trainer's own log-probs: the same number
-    same_inputs, _ = minimal.rloo_loss(lib_logp, lib_ref, rewards, mask, k, cfg.beta)
+    same_inputs, _, _ = minimal.rloo_loss(lib_logp, lib_ref, rewards, mask, k, cfg.beta)
     torch.testing.assert_close(same_inputs, out.loss, rtol=1e-6, atol=0)
     # the whole step. The two scoring passes round differently (the trainer runs each prompt once and repeats
     # its key/value cache k times): log-probs agree to about one ulp, and the loss, a sum of terms A·Σ_t log π
@@ -132,7 +132,7 @@ def test_leave_one_out_equals_a_loop(one_thread):
     logp, ref_logp = -torch.rand(P * k, T, generator=g), -torch.rand(P * k, T, generator=g)
     mask = (torch.rand(P * k, T, generator=g) > 0.3).float()
     rewards = torch.randn(P * k, generator=g)
-    loss, advantages = minimal.rloo_loss(logp.requires_grad_(), ref_logp, rewards, mask, k, beta)
+    loss, advantages, _ = minimal.rloo_loss(logp.requires_grad_(), ref_logp, rewards, mask, k, beta)
     R = [rewards[n].item() - beta * sum((logp[n, t].item() - ref_logp[n, t].item()) * mask[n, t].item()
                                         for t in range(T)) for n in range(P * k)]
     expected_loss = 0.0
@@ -149,8 +149,8 @@ def test_leave_one_out_equals_a_loop(one_thread):
 
 def test_sample_draws_from_the_untruncated_distribution(one_thread):
     model, tok = tiny_llama(seed=0)
-    ids, attn, L0, mask = minimal.sample(model, tok, PROMPTS[:2], 4, 6, temperature=0.7, generator_seed=1)
-    again = minimal.sample(model, tok, PROMPTS[:2], 4, 6, temperature=0.7, generator_seed=1)
+    ids, attn, L0, mask = minimal.sample(model, tok, PROMPTS[:2], 4, 6, temperature=0.7, seed=1)
+    again = minimal.sample(model, tok, PROMPTS[:2], 4, 6, temperature=0.7, seed=1)
     assert torch.equal(ids, again[0]) and torch.equal(mask, again[3])  # seeded
     assert ids.shape == attn.shape and mask.shape == (8, ids.shape[1] - L0) and L0 == again[2]
     assert torch.equal(ids[0, :L0], ids[3, :L0]) and torch.equal(attn[:, L0:], torch.ones_like(mask))
@@ -161,7 +161,7 @@ def test_sample_draws_from_the_untruncated_distribution(one_thread):
     ranks = (z > z.gather(-1, ids[:, L0:, None])).sum(dim=-1)  # (B, T)
     assert ranks[mask > 0].max() > 1000  # a near-uniform random model: the whole vocabulary is drawn from
     # an EOS-prone model: rows end early; the mask is 1 through the first EOS, 0 after
-    ids, attn, L0, mask = minimal.sample(eos_prone(model, tok), tok, PROMPTS[:2], 4, 6, generator_seed=1)
+    ids, attn, L0, mask = minimal.sample(eos_prone(model, tok), tok, PROMPTS[:2], 4, 6, seed=1)
     assert (mask.sum(dim=1) < mask.shape[1]).any()
     for y, m in zip(ids[:, L0:], mask):
         n = int(m.sum())

@@ -9,8 +9,8 @@ from reinforce_edu.core.losses import reinforce_loss
 from reinforce_edu.toy.estimates import batch_estimates, token_scores
 from reinforce_edu.toy.rewards import (delayed_rewards, first_token_reward, hackable_reward,
                                        match_reward, match_token_rewards)
-from reinforce_edu.toy.sequences import (Enumeration, ToyPolicy, ToyTask, demonstrations, scaled_copy,
-                                         token_entropy, warm_up)
+from reinforce_edu.toy.enumeration import Enumeration
+from reinforce_edu.toy.sequences import ToyPolicy, ToyTask, demonstrations, scaled_copy, token_entropy, warm_up
 from reinforce_edu.core.variance import estimator_stats
 
 TASK = ToyTask()

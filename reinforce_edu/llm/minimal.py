@@ -8,12 +8,10 @@ the full softmax at temperature τ (no top-k / top-p), scores them with a reward
     A_ij = R_ij − b_ij
     L(θ) = −(1/B) Σ_ij A_ij Σ_t m_ijt log π_θ(y_ijt)                   A detached; summed over tokens, mean over rows
 
-m_ijt is 1 on completion tokens up to and including the first EOS, 0 after; log π_θ(y_t) is the
-log-softmax of logits / τ, the distribution the token was drawn from, so ∇L is an unbiased estimate
-of −∇(E[r] − β·KL(π_θ ‖ π_ref)), π_ref being a frozen copy of the starting model. Then the gradient
-is clipped to max_grad_norm and AdamW steps; a non-finite loss or gradient skips the step.
-
-Needs only torch and transformers (and vaderSentiment for the default reward): copy it alone.
+m_ijt is 1 on completion tokens through the first EOS; log π_θ(y_t) is the log-softmax of logits / τ, the
+distribution the token was drawn from, so ∇L is an unbiased estimate of −∇(E[r] − β·KL(π_θ ‖ π_ref)), π_ref
+a frozen copy of the starting model. The gradient is clipped to max_grad_norm, then AdamW steps; a non-finite
+loss or gradient skips the step. Needs only torch and transformers (vaderSentiment for the default reward).
 
     python -m reinforce_edu.llm.minimal --model HuggingFaceTB/SmolLM2-135M-Instruct --steps 50
     python -m reinforce_edu.llm.minimal --prompts prompts.txt --reward my_module:my_reward
@@ -21,16 +19,7 @@ Needs only torch and transformers (and vaderSentiment for the default reward): c
 
 from __future__ import annotations
 
-import argparse
-import ast
-import copy
-import dataclasses
-import importlib
-import inspect
-import itertools
-import json
-import math
-import random
+import argparse, ast, copy, dataclasses, importlib, inspect, itertools, json, math, random  # noqa: E401
 from collections.abc import Callable
 from pathlib import Path
 
@@ -75,14 +64,12 @@ class Settings:
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):  # f.type is the annotation's text, e.g. "float"
-            value, want = getattr(self, f.name), (int, float) if f.type == "float" else type(f.default)
-            if isinstance(value, bool) or not isinstance(value, want):
+            value, positive = getattr(self, f.name), f.name not in ("beta", "max_grad_norm")  # those two may be 0
+            if isinstance(value, bool) or not isinstance(value, (int, float) if f.type == "float" else type(f.default)):
                 raise TypeError(f"Settings.{f.name} must be of type {f.type}, got {value!r}")
-        positive = ("learning_rate", "prompts_per_step", "max_new_tokens", "temperature", "steps")
-        for name in positive + ("beta", "max_grad_norm"):
-            value, low = getattr(self, name), "> 0" if name in positive else ">= 0"
-            if not (math.isfinite(value) and (value > 0 if name in positive else value >= 0)):
-                raise ValueError(f"Settings.{name} must be a finite number {low}, got {value!r}")
+            if f.type != "str" and f.name != "seed" and not (
+                    math.isfinite(value) and (value > 0 or value == 0 and not positive)):
+                raise ValueError(f"Settings.{f.name} must be a finite number {'>' if positive else '>='} 0, got {value!r}")
         if self.samples_per_prompt < 2:
             raise ValueError(f"Settings.samples_per_prompt must be >= 2 (leave-one-out averages the other samples "
                              f"of each prompt), got {self.samples_per_prompt}")
@@ -90,14 +77,12 @@ class Settings:
 
 @torch.no_grad()
 def sample(model, tokenizer, prompts: list[str], k: int, max_new_tokens: int, temperature: float = 1.0,
-           generator_seed: int | None = None) -> tuple[Tensor, Tensor, int, Tensor]:
+           seed: int = 0) -> tuple[Tensor, Tensor, int, Tensor]:
     """k completions of each prompt (rows prompt-major) drawn from softmax(logits / temperature). Returns
     input_ids (B, L): left-padded prompt, then completion; attention_mask (B, L); prompt_length L0, the column
     where completions start; completion_mask (B, T = L − L0): 1 through the first EOS, 0 after."""
     if isinstance(prompts, str) or not prompts or not all(isinstance(p, str) for p in prompts):
         raise TypeError(f"prompts must be a non-empty list of str, got {prompts!r}")
-    if k < 1 or max_new_tokens < 1 or not temperature > 0:
-        raise ValueError(f"need k >= 1, max_new_tokens >= 1, temperature > 0; got {k}, {max_new_tokens}, {temperature}")
     chat = getattr(tokenizer, "chat_template", None) is not None  # wrap each prompt as a user turn
     texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
              for p in prompts] if chat else prompts
@@ -111,9 +96,8 @@ def sample(model, tokenizer, prompts: list[str], k: int, max_new_tokens: int, te
     # a fresh config, not the model's: no top-k, top-p, repetition penalty or other change to softmax(z / τ)
     config = GenerationConfig(do_sample=True, top_k=0, top_p=1.0, temperature=temperature,
                               max_new_tokens=max_new_tokens, eos_token_id=eos.tolist(), pad_token_id=pad)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], enabled=generator_seed is not None):
-        if generator_seed is not None:
-            torch.manual_seed(generator_seed)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # the same draws for one seed
+        torch.manual_seed(seed)
         input_ids = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)  # (B, L)
     y = input_ids[:, ids.shape[1]:]  # (B, T)
     is_eos = torch.isin(y, eos).long()  # (B, T)
@@ -135,15 +119,12 @@ def completion_logprobs(model, input_ids: Tensor, attention_mask: Tensor, prompt
 
 
 def rloo_loss(logp: Tensor, ref_logp: Tensor, rewards: Tensor, mask: Tensor, k: int,
-              beta: float) -> tuple[Tensor, Tensor]:
-    """The loss L of the module docstring and the advantages A (B,). logp, ref_logp, mask: (B, T); rewards: (B,)."""
-    if logp.dim() != 2:
-        raise ValueError(f"logp must be (B, T), got shape {tuple(logp.shape)}")
-    for name, t, shape in (("ref_logp", ref_logp, logp.shape), ("mask", mask, logp.shape),
-                           ("rewards", rewards, logp.shape[:1])):
-        if t.shape != shape:
-            raise ValueError(f"{name} must have shape {tuple(shape)} to match logp, got {tuple(t.shape)}")
+              beta: float) -> tuple[Tensor, Tensor, Tensor]:
+    """The loss L of the module docstring, A and the KL (B,). logp, ref_logp, mask: (B, T); rewards: (B,)."""
     B = logp.shape[0]
+    for name, t, shape in (("ref_logp", ref_logp, logp.shape), ("mask", mask, logp.shape), ("rewards", rewards, (B,))):
+        if logp.dim() != 2 or t.shape != shape:
+            raise ValueError(f"{name} must have shape {tuple(shape)} to match logp (B, T), got {tuple(t.shape)}")
     if type(k) is not int or k < 2 or B % k:
         raise ValueError(f"k must be an int >= 2 (leave-one-out) dividing B={B}, got k={k!r}")
     kl = ((logp.detach() - ref_logp) * mask).sum(dim=1)  # (B,) Σ_t k1_t
@@ -151,31 +132,29 @@ def rloo_loss(logp: Tensor, ref_logp: Tensor, rewards: Tensor, mask: Tensor, k: 
     baseline = (R.sum(dim=1, keepdim=True) - R) / (k - 1)  # (P, k) b_ij, the mean of the other samples
     advantages = (R - baseline).reshape(B)  # (B,) A_ij
     loss = -(advantages.detach()[:, None] * logp * mask).sum() / B  # −(1/B) Σ_ij A_ij Σ_t m_ijt log π_θ(y_ijt)
-    return loss, advantages
+    return loss, advantages, kl
 
 
 def update(model, optimizer: torch.optim.Optimizer, loss: Tensor, max_grad_norm: float) -> float | None:
     """Backward, clip, step. Returns ‖g‖ before clipping, or None (nothing changed) if the loss or ‖g‖ is not
     finite."""
     optimizer.zero_grad(set_to_none=True)
-    if not torch.isfinite(loss):
-        print(f"skipping the update: the loss is {loss.item()}")
-        return None
-    loss.backward()
-    norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm or math.inf))  # g·min(1, c/‖g‖)
+    norm = math.nan
+    if torch.isfinite(loss):
+        loss.backward()
+        norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm or math.inf))  # g·min(1, c/‖g‖)
     if not math.isfinite(norm):
-        print(f"skipping the update: the gradient norm is {norm}")
+        print(f"skipping the update: the loss is {loss.item()}, the gradient norm {norm}")
         return None
     optimizer.step()
     return norm
 
 
 def train_step(model, ref_model, tokenizer, optimizer: torch.optim.Optimizer, reward_fn: RewardFn,
-               prompts: list[str], s: Settings, generator_seed: int | None = None) -> dict:
+               prompts: list[str], s: Settings, seed: int = 0) -> dict:
     """Sample B = P·k completions, score them, one RLOO update. Returns the step's metrics."""
     k = s.samples_per_prompt
-    input_ids, attention_mask, L0, mask = sample(model, tokenizer, prompts, k, s.max_new_tokens, s.temperature,
-                                                 generator_seed)
+    input_ids, attention_mask, L0, mask = sample(model, tokenizer, prompts, k, s.max_new_tokens, s.temperature, seed)
     completions = tokenizer.batch_decode([y[m > 0] for y, m in zip(input_ids[:, L0:], mask)], skip_special_tokens=True)
     scores = reward_fn(completions=completions, prompts=[p for p in prompts for _ in range(k)])
     rewards = torch.tensor(scores, dtype=torch.float32, device=input_ids.device)  # (B,)
@@ -184,9 +163,8 @@ def train_step(model, ref_model, tokenizer, optimizer: torch.optim.Optimizer, re
     with torch.no_grad():
         ref_logp = completion_logprobs(ref_model, input_ids, attention_mask, L0, s.temperature)  # (B, T)
     logp = completion_logprobs(model, input_ids, attention_mask, L0, s.temperature)  # (B, T)
-    loss, _ = rloo_loss(logp, ref_logp, rewards, mask, k, s.beta)
+    loss, _, kl = rloo_loss(logp, ref_logp, rewards, mask, k, s.beta)
     grad_norm = update(model, optimizer, loss, s.max_grad_norm)
-    kl = ((logp.detach() - ref_logp) * mask).sum(dim=1)  # (B,)
     return {"reward": rewards.mean().item(), "kl": kl.mean().item(), "loss": loss.item(),
             "length": mask.sum(dim=1).mean().item(), "grad_norm": grad_norm, "skipped": grad_norm is None}
 

@@ -20,18 +20,12 @@ Checkpoints are written to a temporary file and renamed into place; resuming res
 weights, optimiser, RNG states, baseline and step, so an interrupted run ends exactly as
 an uninterrupted one (same seed, same device).
 
-Speed: every forward runs in the precision the hardware does fast (reinforce_edu.perf.precision:
-bf16 autocast where a CPU or GPU multiplies bf16 natively, fp16 + loss scaling on a GPU without
-bf16, else fp32; log-probs are upcast to fp32 before the logsumexp); only completion positions
-reach the output layer; each prompt goes through the model once, not k times, in sampling and in both scoring passes (its key/value cache is
-repeated for its k samples); one no-grad pass of π_ref, and the policy's own training pass
-gives log π_θ for the KL; log π, its gradient and the entropy come from one softmax
-(logprobs.token_logprobs); on a CPU plain-matmul attention in the scoring passes and the
-fused kernel in sampling, each where it is faster (`attention`); the frozen π_ref
-stores its block weights in the compute dtype; a fused AdamW; freed memory stays in the process
-for the next step, whose tensors then do not page-fault on fresh memory (`keep_freed_memory`,
-reinforce_edu.perf.allocator; `torch.compile` does not pay on a CPU: benchmarks/torch_compile.py). With `trainable_blocks=N` only the last N transformer blocks and the final norm
-train, the frozen rest is stored in the compute dtype and the backward pass stops at block L − N.
+Speed (none of it changes what is computed; perf.speed lists each trick and where it was measured):
+the precision the hardware does fast (perf.precision); only completion positions reach the output
+layer; each prompt runs once, its key/value cache repeated for its k samples; one softmax gives log π,
+its gradient and the entropy (logprobs.token_logprobs); frozen weights stored in the compute dtype; a
+fused AdamW; freed memory kept for the next step (perf.allocator). With `trainable_blocks=N` only the
+last N blocks and the final norm train and the backward pass stops at block L − N.
 
 Methods (lesson 07): `method="reinforce"` is the loop above, with any baseline and GRPO's
 `advantage_scale="group_std"`; `method="ppo"` replaces step 4–5 by `ppo.ppo_step`: a critic

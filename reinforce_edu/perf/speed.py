@@ -1,6 +1,17 @@
 """What makes the trainer fast without changing what it computes: the attention kernel per pass,
 frozen weights stored in the compute dtype, a fused AdamW.
 
+The trainer's other speed choices, and where they live: every forward in the precision the hardware
+does fast (perf.precision: bf16 autocast where a CPU or GPU multiplies bf16 natively, fp16 + loss
+scaling on a GPU without bf16, else fp32; log-probs upcast to fp32 before the logsumexp); only
+completion positions reach the output layer and each prompt goes through the model once, not k times,
+its key/value cache repeated for its k samples (llm.sampling, llm.logprobs); one no-grad pass of π_ref,
+the policy's own training pass giving log π_θ for the KL; log π, its gradient and the entropy from one
+softmax (llm.logprobs.token_logprobs); on a CPU plain-matmul attention in the scoring passes and the
+fused kernel in sampling, each where it is faster (`attention_kernel`); freed memory kept in the
+process so the next step's tensors do not page-fault on fresh memory (perf.allocator). `torch.compile`
+does not pay on a CPU (benchmarks/torch_compile.py).
+
 Each was measured on the course's CPUs (benchmarks/README.md). The kernel choice per pass is tested in
 tests/test_trainer.py; frozen weights stored in bf16 compute what bf16 autocast would cast them to anyway.
 """

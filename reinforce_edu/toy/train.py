@@ -51,7 +51,7 @@ def train_toy(policy: ToyPolicy, task: ToyTask, reward_fn: Callable, config: Toy
     `reinforce_loss` (beta, kl_estimator, kl_placement, credit, gamma, aggregation, ...).
     `ref` (frozen) supplies ref_logp. `baseline` defaults to leave-one-out within each prompt.
     `metrics` maps a name to f(policy) -> float, evaluated without gradient (e.g. exact values
-    from an `Enumeration`); the sampled batches' mean "batch_reward", "batch_length" and "batch_kl"
+    from a `toy.enumeration.Enumeration`); the sampled batches' mean "batch_reward", "batch_length" and "batch_kl"
     (averaged since the previous evaluation) are always recorded.
     """
     cfg = config or ToyTrainConfig()
