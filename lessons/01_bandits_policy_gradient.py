@@ -254,7 +254,16 @@ assert abs(slope + 0.5) < 0.1
 # - **exact gradient ascent** — the step uses $\nabla J$ itself: what infinitely many samples would do;
 # - **REINFORCE** — advantages $A_i = R_i$, $k = 4$ samples per prompt;
 # - **REINFORCE + leave-one-out baseline** (a teaser for lesson 02) — $A_i = R_i - \frac{1}{k-1}\sum_{j\ne i} R_j$,
-#   same samples budget. *Implemented in* `reinforce_edu/core/baselines.py: LeaveOneOutBaseline`.
+#   same samples budget: each sample's reward minus the mean reward of the *other* $k-1$ samples of its
+#   prompt. That mean does not depend on sample $i$, so (as lesson 02 proves and measures) it leaves the
+#   gradient unbiased while removing most of its noise. *Implemented in*
+#   `reinforce_edu/core/baselines.py: LeaveOneOutBaseline`.
+#
+# A caution on the optimiser: Adam divides each coordinate's step by a running root-mean-square of its
+# gradients, so a noisier estimator gets *smaller* steps. That partly hides the variance this course is
+# about: under plain SGD, with the same learning rate for all three, the noisy estimator's steps would be as
+# large as they are noisy. The comparison below is made under Adam (what LLM fine-tuning uses); one of the
+# "try next" items at the end asks you to repeat it with SGD.
 
 # %%
 STEPS, K_TRAIN, LR, SEEDS = 300, 4, 0.1, 5

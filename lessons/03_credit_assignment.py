@@ -20,7 +20,10 @@
 # ## 1. The toy task: a policy you can enumerate
 #
 # Prompt $x\in\{0,1,2,3\}$ asks for a target completion (`ab.`, `cdc.`, `bdab.`, `dca.`). The policy is a
-# GRU over the previous token, started from a prompt embedding (`reinforce_edu/toy/sequences.py`):
+# GRU over the previous token, started from a prompt embedding (`reinforce_edu/toy/sequences.py`). A GRU
+# (gated recurrent unit) is a small recurrent network: it carries a hidden state $h_t$ from token to token,
+# and learned gates decide how much of $h_{t-1}$ to keep and how much to overwrite with the new token — an LLM
+# in miniature, whose next-token distribution depends on the whole prefix:
 #
 # $$\pi_\theta(y|x)=\prod_{t}\pi_\theta(y_t\mid x,y_{<t}),\qquad
 #   \log\pi_\theta(y|x)=\sum_t m_t\log\pi_\theta(y_t\mid x,y_{<t}),$$
@@ -188,6 +191,7 @@ for name in learners:
     axes[0].plot(steps, seed_mean(name, "key").tolist(), label=name)
     axes[1].plot(steps, seed_mean(name, "match").tolist(), label=name)
 axes[0].set_title("P(first token = key), exact"); axes[1].set_title("E[match reward], exact")
+axes[0].set_ylabel("P(y_1 = key)"); axes[1].set_ylabel("expected match reward")
 for ax in axes:
     ax.set_xlabel("step"); ax.legend(fontsize=7)
 plt.show()
@@ -201,17 +205,25 @@ for name in learners:
     final[name] = dict(key20=float(key[2]), key=float(key[-1]), match=float(match[-1]), length=float(length[-1]))
     print(f"{name:<18}{key[2]:8.2f}{key[-1]:8.2f}{match[-1]:10.2f}{length[-1]:11.2f}")
 key0 = float(seed_mean("sequence", "key")[0])
-print(f"key accuracy at the start: {key0:.2f}")
+match0 = float(seed_mean("sequence", "match")[0])
+print(f"at the start: key accuracy {key0:.2f}, match reward {match0:.2f}")
 assert final["sequence"]["key"] > 0.9 and final["token, gamma=1"]["key"] > 0.9
 assert abs(final["sequence"]["key20"] - final["token, gamma=1"]["key20"]) < 0.05  # same speed
 assert final["token, gamma=0"]["key"] < key0  # never credited: the key is not learned
+assert final["token, gamma=0"]["match"] < match0  # ... and the match reward with it
 assert final["token, gamma=0.5"]["key20"] < final["token, gamma=1"]["key20"]  # slower
 
 # %% [markdown]
 # - A terminal bonus reaches the first token **in full** under sequence credit and under reward-to-go
 #   with $\gamma=1$; both learn the key at the same speed.
 # - With $\gamma=0$ ("each token is judged by its own reward") the first token never sees the bonus:
-#   the key is **not** learned, and drifts, carried by the parameters it shares with the other tokens.
+#   the key is **not** learned. Its probability even falls *below* where it started (key@80 against the
+#   start in the table): the dense rewards of tokens 2… train the GRU, embeddings and output layer that
+#   $y_1$ shares with them, and nothing credits $y_1$ for the key, so it drifts wherever those updates take
+#   it. The match reward ends below its start as well (the start line against match@80): the first token
+#   is one of the matched ones, and its drift outweighs whatever the later tokens, trained on their own
+#   rewards, gained in 80 steps. A discount that cuts the first token off from the bonus makes $\gamma=0$
+#   worse than not training at all, on this task.
 # - $\gamma=0.5$ learns the key more slowly: a bonus paid $L-1$ tokens later is worth $0.5^{L-1}$ to the
 #   first token. (A discount also changes *what* is optimal: the bonus is worth more in a shorter
 #   completion — compare the lengths.) For LLMs the usual choice is $\gamma=1$.
@@ -228,6 +240,14 @@ assert final["token, gamma=0.5"]["key20"] < final["token, gamma=1"]["key20"]  # 
 # | `seq_mean` | $m_{it}/(B\,|y_i|)$ | GRPO |
 # | `token_mean` | $m_{it}/\sum_j|y_j|$ | DAPO |
 # | `constant` | $m_{it}/(B\,T)$ | Dr. GRPO |
+#
+# The three methods named in the table are REINFORCE variants for LLMs with a group of $k$ samples per
+# prompt and no critic. **GRPO** (Group Relative Policy Optimization; Shao et al. 2024, DeepSeekMath) scales
+# each sample's advantage by its group's reward standard deviation and averages each sequence's token losses
+# before averaging over sequences. **DAPO** (Decoupled Clip and Dynamic sAmpling Policy Optimization; Yu et
+# al. 2025) instead averages over all tokens of the batch, so every token weighs the same. **Dr. GRPO**
+# ("GRPO done right"; Liu et al. 2025) drops the standard-deviation scaling and divides by a constant, so no
+# completion's length changes its weight. The measurement below shows what each does to length.
 #
 # Only `sum` and `constant` weight every sequence by its probability alone; `seq_mean` divides a
 # sequence's whole gradient by its length. The weight each **sequence** gets, for lengths 1…6 in one batch:

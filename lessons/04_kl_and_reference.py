@@ -160,14 +160,18 @@ print(f"gold reward of the exact optimum: {g_small:.2f} at beta = {frontier[0][0
 assert g_small < gold0 - 0.2 and g_mid > gold0  # the optimum of a too-small beta is the hack
 kls = [runs[b]["KL"][-1] for b in betas]
 assert all(a > b for a, b in zip(kls, kls[1:]))  # larger beta, closer to the reference
-assert runs[0.1]["gold"][-1] > max(runs[0.0]["gold"][-1], runs[1.0]["gold"][-1])  # the gold sweet spot
+assert runs[0.1]["gold"][-1] > max(runs[0.0]["gold"][-1], runs[1.0]["gold"][-1])  # both ends are worse
+plateau = [runs[b]["gold"][-1] for b in (0.03, 0.1, 0.3)]
+assert max(plateau) - min(plateau) < 0.01  # ... and between them gold is flat: a range, not a point
 
 # %% [markdown]
 # Larger $\beta$ keeps the policy closer to the reference. Every trained policy lies under the exact
 # frontier, as it must, and at small $\beta$ REINFORCE gets within a few thousandths of the optimal
 # $J_\beta$ (at $\beta=1$ it has not converged in 200 steps). A small $\beta$ is not safe: below about
 # $0.02$ the exact optimum *is* the hack (the dotted line: the gold reward of $\pi^*_\beta$ collapses at
-# large KL). A too large $\beta$ forbids improvement; the best **gold** reward comes in between.
+# large KL). A too large $\beta$ forbids improvement. The **gold** reward of the trained policies is flat,
+# 0.94 for every $\beta$ from 0.03 to 0.3, and lower at both ends (0.90 at $\beta = 1$; the hack at
+# $\beta = 0$): a range of good $\beta$, not a sharp sweet spot.
 #
 # ## 4. Three estimators of KL: $k_1$, $k_2$, $k_3$
 #
@@ -227,7 +231,30 @@ assert row["pi_ref at temperature 1.1", "k1"]["neg"] > 0.2  # k1 is often negati
 #   mean of $k_3$ falls **many standard errors** below the exact KL — the standard error computed from
 #   those samples is itself fooled. Unbiased in theory, heavy-tailed in practice.
 # - $k_2$ is biased: too low after RL, far too high for the hacked policy.
-# - When both models' logits are at hand, the exact per-token KL is unbiased and needs no luck.
+# - When both models' logits are at hand, the exact per-token KL is unbiased and needs no luck — but the
+#   table shows it 3.1 standard errors low for $\beta = 1$. Twenty (policy, estimator) tests at once make a
+#   3-SE deviation somewhere a few-percent event, so we decide it with fresh samples: 10 000 new completions
+#   (ten seeds not used above) from the same policy.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+pol_b1 = est_policies["beta = 1"]
+fresh = []
+for s in range(2, 12):  # seed 1 drew the table's samples
+    with torch.no_grad():
+        b = pol_b1.sample(torch.arange(task.n_prompts), 250, generator=torch.Generator().manual_seed(s))
+        fresh.append((exact_kl(pol_b1(b.prompt_ids, b.tokens), ref(b.prompt_ids, b.tokens)) * b.mask).sum(1))
+fresh = torch.cat(fresh)  # (10 000,) exact per-token KL of each completion
+kl_b1 = float(enum.kl(pol_b1, ref).detach())
+fresh_se = float(fresh.std()) / math.sqrt(fresh.numel())
+fresh_z = (float(fresh.mean()) - kl_b1) / fresh_se
+print(f"beta = 1, exact per-token KL on {fresh.numel()} fresh samples: {float(fresh.mean()):.4f} ± {fresh_se:.4f} "
+      f"against the exact {kl_b1:.4f} ({fresh_z:+.1f} SE)")
+assert abs(fresh_z) < 2  # the -3.1 of the table was the luck of one seed: no bias is resolved
+
+# %% [markdown]
+# On fresh samples the deviation is gone (well within 2 SE): the table's $-3.1$ was the luck of seed 1, and
+# the exact per-token KL shows no bias at a resolution of about 1.4 % of the KL.
 #
 # ## 5. KL in the reward, or KL in the loss?
 #
@@ -452,7 +479,7 @@ exercises.check_reinforce_loss(reinforce_loss, hidden=True)
 # | question | measured here |
 # |---|---|
 # | no KL penalty | the proxy is hacked (`aaaaaa`): gold reward falls, KL grows to tens of nats |
-# | reward–KL frontier | larger $\beta$, smaller KL; all trained policies under the exact frontier; the best gold reward at an intermediate $\beta$ |
+# | reward–KL frontier | larger $\beta$, smaller KL; all trained policies under the exact frontier; gold flat (0.94) for $\beta$ 0.03–0.3, lower at 0 and 1 |
 # | $k_1$ / $k_2$ / $k_3$ | $k_1$ unbiased, noisy, often $<0$; $k_3$ low-variance only near the reference, heavy-tailed after RL; $k_2$ biased |
 # | KL placement | only the detached $k_1$ in the reward gives $\nabla\mathrm{KL}$; in the loss, $k_1$ does nothing, $k_2$/$k_3$ are biased |
 # | seed fault (a) | an extra entropy bonus $\beta\nabla H$: a bias far above the noise floor |
