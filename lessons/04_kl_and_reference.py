@@ -452,7 +452,9 @@ exercises.check_k3(k3, hidden=True)
 # per prompt (rows prompt-major). Return the loss whose gradient is the REINFORCE estimate for the KL-regularised
 # return: per sequence $R_i = r_i - \beta\sum_t m_{it}(\log\pi_\theta - \log\pi_\text{ref})$ (k1), **detached**;
 # leave-one-out baseline within each group of k; advantages $A_i = R_i - b_i$; loss
-# $-\frac1B\sum_i \frac{1}{|y_i|}\sum_t m_{it} A_i \log\pi_\theta(y_{it})$. The check compares the gradient too.
+# $-\frac1B\sum_i \sum_t m_{it} A_i \log\pi_\theta(y_{it})$ — summed over each completion's tokens, averaged over
+# completions: the `sum` aggregation of lesson 03, the one without a length bias (not GRPO's per-sequence mean).
+# The check compares the gradient too.
 
 # %% nbgrader={"grade": false, "grade_id": "reinforce_loss", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def reinforce_loss(logp, ref_logp, rewards, mask, beta, k):
@@ -462,7 +464,7 @@ def reinforce_loss(logp, ref_logp, rewards, mask, beta, k):
     grouped = returns.view(-1, k)  # (P, k)
     baseline = ((grouped.sum(dim=1, keepdim=True) - grouped) / (k - 1)).reshape(-1)  # fault (b) fixed: RLOO
     adv = (returns - baseline)[:, None]  # (B, 1)
-    per_sequence = -(adv * logp * mask).sum(dim=1) / mask.sum(dim=1)
+    per_sequence = -(adv * logp * mask).sum(dim=1)  # (B,) summed over tokens: no 1/|y_i|
     return per_sequence.mean()
     ### END SOLUTION
 

@@ -34,9 +34,27 @@ def test_right_value_wrong_gradient_is_caught():
         returns = rewards - beta * kl
         g = returns.view(-1, k)
         b = ((g.sum(1, keepdim=True) - g) / (k - 1)).reshape(-1)
-        return (-((returns - b)[:, None] * logp * mask).sum(1) / mask.sum(1)).mean()
+        return (-((returns - b)[:, None] * logp * mask).sum(1)).mean()
 
     assert "gradient w.r.t. logp" in _feedback(ex.check_reinforce_loss, no_detach)
+
+
+def test_grpo_per_sequence_mean_fails_the_reinforce_loss_check():
+    def seq_mean(logp, ref_logp, rewards, mask, beta, k):  # right otherwise, but 1/|y_i| per sequence
+        returns = (rewards - beta * ((logp - ref_logp) * mask).sum(1)).detach()
+        g = returns.view(-1, k)
+        b = ((g.sum(1, keepdim=True) - g) / (k - 1)).reshape(-1)
+        return (-((returns - b)[:, None] * logp * mask).sum(1) / mask.sum(1)).mean()
+
+    def right(logp, ref_logp, rewards, mask, beta, k):
+        returns = (rewards - beta * ((logp - ref_logp) * mask).sum(1)).detach()
+        g = returns.view(-1, k)
+        b = ((g.sum(1, keepdim=True) - g) / (k - 1)).reshape(-1)
+        return (-((returns - b)[:, None] * logp * mask).sum(1)).mean()
+
+    assert "lesson 04" in _feedback(ex.check_reinforce_loss, seq_mean)
+    ex.check_reinforce_loss(right)
+    ex.check_reinforce_loss(right, hidden=True)
 
 
 def test_wrong_shape_is_reported():

@@ -173,7 +173,7 @@ def reinforce_loss(
     prompts: Tensor | None = None,
     credit: str = "sequence",
     gamma: float = 1.0,
-    aggregation: str = "seq_mean",
+    aggregation: str = "sum",
     max_tokens: int | None = None,
     token_baseline: str = "sequence",
     advantage_scale: str = "none",
@@ -191,7 +191,9 @@ def reinforce_loss(
     `baseline.update(out.returns.view(P, k), prompts)` after the step. None = no baseline.
     group_size: k, with B = P·k rows prompt-major. prompts: (P,) ids (for `ValueBaseline`).
     credit: "sequence" or "token" (reward-to-go with discount gamma in [0, 1]).
-    aggregation: one of AGGREGATIONS; max_tokens: the constant of "constant" (default T).
+    aggregation: one of AGGREGATIONS (default "sum": summed over tokens, averaged over rows — the
+    policy-gradient theorem's weighting, which lesson 03 shows has no length bias; "seq_mean" is GRPO's);
+    max_tokens: the constant of "constant" (default T).
     token_baseline (credit="token" only): "sequence" subtracts b_i, the baseline of the returns,
     from every G_it; "position" calls the baseline on each column G_{·t}.view(P, k), so that
     b_it tracks the reward still to come at t (e.g. leave-one-out: the mean of the other

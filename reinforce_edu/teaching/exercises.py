@@ -153,7 +153,7 @@ def check_reinforce_loss(fn: Callable, hidden: bool = False) -> None:
 
     Checked: the loss value AND its gradient with respect to logp (where the seed's faults show).
     Configuration: KL (k1) folded into the return, detached; leave-one-out baseline over groups
-    of k; per-sequence mean then batch mean.
+    of k; summed over tokens, then the mean over the batch (aggregation "sum", lesson 03).
     """
     from reinforce_edu.core.baselines import LeaveOneOutBaseline
     from reinforce_edu.core.losses import reinforce_loss
@@ -161,7 +161,7 @@ def check_reinforce_loss(fn: Callable, hidden: bool = False) -> None:
     def ref_value(logp, ref_logp, rewards, mask, beta, k):
         return reinforce_loss(logp, rewards, mask, ref_logp=ref_logp, beta=beta, kl_estimator="k1",
                               kl_placement="reward", baseline=LeaveOneOutBaseline(), group_size=k,
-                              aggregation="seq_mean").loss
+                              aggregation="sum").loss
 
     def grad_of(f: Callable, case: dict) -> Tensor:
         logp = case["logp"].clone().requires_grad_(True)
