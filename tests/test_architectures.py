@@ -206,3 +206,19 @@ def test_a_head_of_another_backbone_is_refused_with_the_command(folders, heads):
         make_reward_fn(str(folders["gpt2"] / "missing.safetensors"), gpt2, tok)
     fn = make_reward_fn(str(heads["gpt2"]), gpt2, tok)
     assert len(fn(["Nice!", "Bad."], prompts=["Hi", "Hi"])) == 2
+
+
+def test_cli_trains_a_model_folder_with_its_head(folders, heads, tmp_path, one_thread):
+    """`python -m reinforce_edu.train --model PATH --reward HEAD.safetensors`: the same entry point as the CLI."""
+    from reinforce_edu.llm.cli import main
+    from reinforce_edu.llm.sampling import encode_prompts
+    path = folders["gpt2"]
+    t = main(["--model", str(path), "--reward", str(heads["gpt2"]), "--steps", "1", "--prompts-per-step", "2",
+              "--samples-per-prompt", "2", "--max-new-tokens", "4", "--output-dir", str(tmp_path / "run"),
+              "--progress", "false"])
+    (rec,) = read_log(tmp_path / "run")
+    assert rec["skipped"] is None and math.isfinite(rec["loss"]) and t.config.model == str(path)
+    ids, _ = encode_prompts(t.tokenizer, ["Hi."])  # no chat template: the prompt as plain text
+    assert ids[0].tolist() == t.tokenizer("Hi.")["input_ids"]
+    with pytest.raises(ValueError, match="architecture must be one of"):
+        tiny_model("bert")
