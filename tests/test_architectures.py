@@ -10,6 +10,7 @@ scripts/train_reward_model.py), and a head of another backbone refused with the 
 
 import importlib.util
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -195,12 +196,14 @@ def test_a_head_of_another_backbone_is_refused_with_the_command(folders, heads):
     _, meta = read_head(heads["gpt2"])
     assert meta["backbone"] == "gpt2, 3 layers, vocabulary 49152" and meta["layer"] == "2"
     with pytest.raises(ValueError, match=r"reward_head.safetensors was trained on 576-dim features of layer 16 of "
-                                         r"a llama, 30 layers.*hidden size 32.*train_reward_model.py --model PATH"):
+                                         r"a llama, 30 layers.*hidden size 32.*train_reward_model.py --model "
+                                         + re.escape(str(folders["gpt2"]))):
         Trainer(TrainConfig(model=str(folders["gpt2"]), reward="reward_model", progress=False))
     with pytest.raises(ValueError, match="48-dim features of layer 2 of a qwen2, 3 layers.*--reward gold"):
         make_reward_fn(str(heads["qwen2"]), gpt2, tok)
     llama, llama_tok = tiny("llama")  # the same width (32) as GPT-2's head, another backbone
-    with pytest.raises(ValueError, match=r"32-dim features of layer 2 of a gpt2, 3 layers.*this model \(llama"):
+    with pytest.raises(ValueError, match=r"32-dim features of layer 2 of a gpt2, 3 layers.*this model \(llama"
+                                         r".*--model PATH"):  # a model built in memory: no folder to name
         load_reward_model(llama, llama_tok, path=heads["gpt2"])
     with pytest.raises(FileNotFoundError, match="train_reward_model.py --model PATH --out"):
         make_reward_fn(str(folders["gpt2"] / "missing.safetensors"), gpt2, tok)

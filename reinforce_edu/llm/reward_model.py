@@ -227,9 +227,10 @@ def check_head_fits(head: RewardHead, meta: dict[str, str], backbone: nn.Module,
     recorded = meta.get("backbone", here)
     if H == hidden_size(backbone) and recorded == here:
         return
+    model = getattr(backbone.config, "name_or_path", "") or "PATH"  # the folder or hub id it was loaded from
     raise ValueError(f"the reward head {path} was trained on {H}-dim features of layer {meta.get('layer', '?')} "
                      f"of a {recorded} model; this model ({here}) has hidden size {hidden_size(backbone)}: "
-                     f"train one with `python scripts/train_reward_model.py --model PATH --out HEAD.safetensors` "
+                     f"train one with `python scripts/train_reward_model.py --model {model} --out HEAD.safetensors` "
                      f"and train with --reward HEAD.safetensors, or use --reward gold")
 
 
