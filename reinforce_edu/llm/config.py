@@ -33,9 +33,9 @@ class TrainConfig:
     """Settings of one fine-tuning run (`python -m reinforce_edu.train --help` lists them)."""
 
     model: str = "smollm2"
-    """model to fine-tune: "smollm2" (SmolLM2-135M-Instruct, offline) or a transformers folder / hub id"""
+    """model to fine-tune: "smollm2" (SmolLM2-135M-Instruct, offline) or any causal LM's transformers folder / hub id"""
     reward: str = "reward_model"
-    """proxy reward optimised: "reward_model" (lesson 05's), "gold" (the gold scorer itself) or "module:function" (TRL signature)"""
+    """proxy reward optimised: "reward_model" (lesson 05's, for smollm2), a reward head file "*.safetensors" (scripts/train_reward_model.py --model M --out F), "gold" (the gold scorer itself) or "module:function" (TRL signature)"""
     prompts: str = "train"
     """training prompts: a data split ("train" | "heldout") or a .jsonl ({"prompt": ...} per line) / .txt (one per line) file"""
     learning_rate: float = 1e-5

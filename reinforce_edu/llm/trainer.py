@@ -56,7 +56,7 @@ from reinforce_edu.llm.checkpoint import atomic_write_text, load_checkpoint, rea
 from reinforce_edu.llm.config import (CHECKPOINT, CONFIG, LOG, METHODS, PRECISION_KEY, TIME_KEYS, TrainConfig,
                                       config_from_dict)
 from reinforce_edu.llm.data import load_prompt_list
-from reinforce_edu.llm.freeze import prepare_policy, trainable_parameter_names, transformer_blocks
+from reinforce_edu.llm.freeze import prepare_policy, trainable_parameter_names
 from reinforce_edu.llm.logprobs import completion_logprobs
 from reinforce_edu.llm.sampling import Rollout, check_prompts, context_length, encode_prompts, sample
 from reinforce_edu.llm.ppo import ValueModel, ppo_step
@@ -115,8 +115,7 @@ class Trainer:
         if hasattr(self.policy, "set_attn_implementation"):  # before the copies below, which inherit it
             self.policy.set_attn_implementation(score)
         self.ref = frozen_copy(self.policy)  # π_ref: the policy as it starts, frozen
-        if hasattr(self.ref.base_model, "layers"):
-            store_frozen_linears(transformer_blocks(self.ref), self.dtype)
+        store_frozen_linears(self.ref.base_model, self.dtype)  # its blocks' matmul weights, any layout
         self.reward_fn = reward_fn if reward_fn is not None else make_reward_fn(cfg.reward, self.ref, tokenizer)
         self.gold_fn = gold_fn if gold_fn is not None else gold_reward
         self.params = [p for p in self.policy.parameters() if p.requires_grad]

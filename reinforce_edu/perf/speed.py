@@ -45,12 +45,14 @@ def store_frozen_linears(blocks: torch.nn.Module, dtype: torch.dtype) -> torch.n
 
     Under autocast every matmul casts its fp32 weight to the compute dtype at every pass; a frozen
     model (π_ref) can hold the cast copy instead: the same values, once, in half the memory. The
-    embedding (tied to the output layer in SmolLM2) and the norms keep their dtype.
+    embedding (tied to the output layer in SmolLM2) and the norms keep their dtype. Linear layers are
+    `nn.Linear` and GPT-2's `Conv1D` (transformers' linear layer with a transposed weight).
     """
     if dtype == torch.float32:
         return blocks
     for module in blocks.modules():
-        if isinstance(module, torch.nn.Linear) and not module.weight.requires_grad:
+        linear = isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D"
+        if linear and not module.weight.requires_grad:
             module.weight.data = module.weight.data.to(dtype)
             if module.bias is not None:
                 module.bias.data = module.bias.data.to(dtype)
