@@ -247,3 +247,6 @@ def test_a_foreign_or_other_version_marker_is_refused(tmp_path):
     marker.write_text(json.dumps({**good, "folder": "checkpoint-000000-missing0"}))
     with pytest.raises(ValueError, match="lacks state.json"):
         read_checkpoint(marker)
+    (tmp_path / "foreign.zip").write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip: foreign, not a pickle
+    with pytest.raises(ValueError, match="is not a reinforce-edu checkpoint"):
+        read_checkpoint(tmp_path / "foreign.zip")

@@ -27,6 +27,7 @@ import random
 import re
 import shutil
 import tempfile
+import zipfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -42,7 +43,21 @@ OLD_CHECKPOINT = "checkpoint.pt"
 """Where reinforce-edu 0.1.0 wrote its pickled checkpoints (refused: they would be unpickled)."""
 JSON_KEYS = ("step", "n_skipped", "config")
 """Fields of the state kept in state.json; the weights go to safetensors, everything else to state.pt."""
-_PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save's zip file; a bare pickle (protocol >= 2)
+
+
+def _is_pickle(path: Path) -> bool:
+    """A bare pickle (protocol >= 2), or torch.save's zip file holding one (read, never unpickled)."""
+    if not path.is_file():
+        return False
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head.startswith(b"\x80"):
+        return True
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(name.endswith("data.pkl") for name in z.namelist())
+    except zipfile.BadZipFile:
+        return False
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -92,8 +107,7 @@ def trainer_state(trainer) -> dict:
 
 def _refuse_old_or_foreign(path: Path, what: str) -> ValueError:
     """The error for a file at `path` that is not a marker of this format (never unpickled to find out)."""
-    head = path.read_bytes()[:4] if path.is_file() else b""
-    if head.startswith(_PICKLE_MAGIC):
+    if _is_pickle(path):
         return ValueError(f"{path} is a pickled checkpoint ({OLD_CHECKPOINT}, written by reinforce-edu 0.1.0 before "
                           f"the safetensors layout); it is not loaded, since unpickling can run any code. Restart "
                           f"the run (a new --output-dir, or without --resume), or resume it with the version that "
