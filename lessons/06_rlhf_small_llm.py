@@ -16,6 +16,10 @@
 # On a 2-core CPU the whole lesson takes 2 to 5 minutes at small settings (the faster where the CPU
 # computes in bf16, lesson 00); with CUDA the settings cell
 # switches to full-size runs.
+#
+# **Run it on a GPU.** In a hosted notebook with a GPU, the README's section *Run it on a GPU* has the three
+# set-up commands (they keep the notebook's own CUDA torch); then run this lesson as it is: the settings cell
+# below picks the full-size runs by itself. The same section has the commands for several GPUs.
 
 # %% [markdown]
 # ## 0. Settings

@@ -3,19 +3,61 @@
 A checkpoint holds the trainable parameters (the frozen ones are those of `config.model`), the optimiser(s),
 fp16's loss scale, the baseline's state, the RNG states and the step; resuming trims the log to that step,
 so an interrupted run ends exactly as an uninterrupted one (same seed, same device; tests/test_resume.py).
+
+On disk, in the run's folder (nothing in it is unpickled beyond tensors and plain data):
+
+    checkpoint.json                the marker: format, version, which folder is the last complete one
+    checkpoint-000012-<random>/
+        policy.safetensors         the policy's trainable parameters
+        critic.safetensors         PPO: the critic's trainable parameters
+        state.json                 step, skipped-step count, the run's config
+        state.pt                   optimiser(s), loss scaler, baseline, RNG states: torch.load(weights_only=True)
+
+A save fills a fresh folder, then replaces the marker atomically (temp file + os.replace) and only then
+deletes older folders: killed at any moment, the marker names a complete checkpoint. Checkpoints of
+reinforce-edu 0.1.0 before this layout (a pickled checkpoint.pt) are refused with a clear error.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
+import re
+import shutil
+import tempfile
+import zipfile
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 
+from reinforce_edu import __version__
 from reinforce_edu.llm.config import CHECKPOINT, LOG
+
+FORMAT, VERSION = "reinforce-edu checkpoint", 2
+"""The marker's `format` and `version`; a marker of another version is refused."""
+OLD_CHECKPOINT = "checkpoint.pt"
+"""Where reinforce-edu 0.1.0 wrote its pickled checkpoints (refused: they would be unpickled)."""
+JSON_KEYS = ("step", "n_skipped", "config")
+"""Fields of the state kept in state.json; the weights go to safetensors, everything else to state.pt."""
+
+
+def _is_pickle(path: Path) -> bool:
+    """A bare pickle (protocol >= 2), or torch.save's zip file holding one (read, never unpickled)."""
+    if not path.is_file():
+        return False
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head.startswith(b"\x80"):
+        return True
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(name.endswith("data.pkl") for name in z.namelist())
+    except zipfile.BadZipFile:
+        return False
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -63,22 +105,101 @@ def trainer_state(trainer) -> dict:
     }
 
 
-def save_checkpoint(trainer, path: str | Path | None = None) -> Path:
-    """torch.save to a temporary file in the same folder, then os.replace: never half-written.
+def _refuse_old_or_foreign(path: Path, what: str) -> ValueError:
+    """The error for a file at `path` that is not a marker of this format (never unpickled to find out)."""
+    if _is_pickle(path):
+        return ValueError(f"{path} is a pickled checkpoint ({OLD_CHECKPOINT}, written by reinforce-edu 0.1.0 before "
+                          f"the safetensors layout); it is not loaded, since unpickling can run any code. Restart "
+                          f"the run (a new --output-dir, or without --resume), or resume it with the version that "
+                          f"wrote it")
+    return ValueError(f"{path} is not a reinforce-edu checkpoint: expected {what}")
 
+
+def find_checkpoint(run_dir: str | Path) -> Path | None:
+    """The checkpoint marker of the run in `run_dir`, None if it has none; an old pickled one is an error."""
+    run_dir = Path(run_dir)
+    if (run_dir / CHECKPOINT).is_file():
+        return run_dir / CHECKPOINT
+    if (run_dir / OLD_CHECKPOINT).is_file():
+        raise _refuse_old_or_foreign(run_dir / OLD_CHECKPOINT, f"{CHECKPOINT} beside it")
+    return None
+
+
+def save_checkpoint(trainer, path: str | Path | None = None) -> Path:
+    """Write the checkpoint (default: output_dir/checkpoint.json and its folder); returns the marker's path.
+
+    The folder is complete before the marker names it, so a run killed mid-save keeps its last checkpoint.
     Holds the trainable parameters only (the frozen ones are those of `config.model`).
     """
     path = Path(path) if path is not None else trainer.out / CHECKPOINT
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(trainer_state(trainer), tmp)
-    os.replace(tmp, path)
+    state = trainer_state(trainer)
+    folder = Path(tempfile.mkdtemp(prefix=f"{path.stem}-{state['step']:06d}-", dir=path.parent))
+    try:
+        save_file(state.pop("trainable"), folder / "policy.safetensors", metadata={"format": "pt"})
+        critic = state.pop("critic")
+        if critic is not None:
+            save_file(critic, folder / "critic.safetensors", metadata={"format": "pt"})
+        (folder / "state.json").write_text(json.dumps({k: state.pop(k) for k in JSON_KEYS}, indent=1), encoding="utf-8")
+        torch.save(state, folder / "state.pt")
+        marker = {"format": FORMAT, "version": VERSION, "folder": folder.name, "step": trainer.step,
+                  "written_by": f"reinforce-edu {__version__}"}
+        atomic_write_text(path, json.dumps(marker, indent=1))  # the commit point
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    stale = re.compile(rf"{re.escape(path.stem)}-\d{{6}}-[a-z0-9_]{{8}}")
+    for old in path.parent.iterdir():
+        if old.is_dir() and old != folder and stale.fullmatch(old.name):
+            shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def _read_marker(path: Path) -> dict:
+    """The marker's JSON, checked: this format and version, a folder name inside the run folder."""
+    want = f'a JSON marker {{"format": "{FORMAT}", "version": {VERSION}, "folder": ...}}'
+    try:
+        marker = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise _refuse_old_or_foreign(path, want) from None
+    if not isinstance(marker, dict) or marker.get("format") != FORMAT:
+        raise _refuse_old_or_foreign(path, want)
+    if marker.get("version") != VERSION:
+        raise ValueError(f"{path} is a reinforce-edu checkpoint of format version {marker.get('version')} "
+                         f"({marker.get('written_by', 'an unknown version')}); this version reads version {VERSION}: "
+                         f"restart the run, or resume it with the version that wrote it")
+    folder = marker.get("folder")
+    if not isinstance(folder, str) or Path(folder).name != folder or folder in ("", ".", ".."):
+        raise ValueError(f"{path}: 'folder' must name a folder beside the marker, got {folder!r}")
+    return marker
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The saved state (the keys of `trainer_state`), read without unpickling anything but tensors and plain data.
+
+    `path`: the marker (output_dir/checkpoint.json) or the run folder holding it.
+    """
+    path = Path(path)
+    path = path / CHECKPOINT if path.is_dir() else path
+    folder = path.parent / _read_marker(path)["folder"]
+    try:
+        state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+        state["trainable"] = load_file(folder / "policy.safetensors")
+        critic = folder / "critic.safetensors"
+        state["critic"] = load_file(critic) if critic.is_file() else None
+    except FileNotFoundError as e:
+        raise ValueError(f"{path} names the checkpoint folder {folder.name}, which lacks {Path(e.filename).name}") from None
+    try:
+        state.update(torch.load(folder / "state.pt", map_location="cpu", weights_only=True))
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+        raise ValueError(f"{folder / 'state.pt'} holds more than tensors and plain data, or is damaged; it is not "
+                         f"loaded ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    return state
 
 
 def load_checkpoint(trainer, path: str | Path) -> None:
     """Restore weights, optimiser, baseline, RNG states and step; trim the log to that step."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = read_checkpoint(path)
     saved = state["config"]
     ignore = {"steps", "checkpoint_every", "resume", "progress", "output_dir", "device", "keep_freed_memory"}
     diff = sorted(k for k in saved if k not in ignore and saved[k] != getattr(trainer.config, k, None))

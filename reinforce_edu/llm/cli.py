@@ -9,7 +9,8 @@ Every field of `reinforce_edu.llm.trainer.TrainConfig` is a flag (underscores be
 Notebooks call the same entry point: `from reinforce_edu.llm.cli import main; trainer = main([...])`.
 
 Outputs in --output-dir: config.json, metrics.jsonl (one record per step: proxy_reward,
-gold_reward, kl, entropy, length, grad_norm, clipped, skipped, step_time, ...), checkpoint.pt.
+gold_reward, kl, entropy, length, grad_norm, clipped, skipped, step_time, ...),
+checkpoint.json and the checkpoint folder it names (reinforce_edu.llm.checkpoint).
 
 Taught in notebooks/06_rlhf_small_llm.ipynb.
 """

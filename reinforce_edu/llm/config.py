@@ -17,7 +17,8 @@ from reinforce_edu.core.kl import KL_ESTIMATORS
 from reinforce_edu.core.losses import ADVANTAGE_SCALES, KL_PLACEMENTS
 from reinforce_edu.perf.precision import DTYPES
 
-CHECKPOINT = "checkpoint.pt"
+CHECKPOINT = "checkpoint.json"
+"""The checkpoint marker in output_dir: it names the folder of the last complete checkpoint (llm.checkpoint)."""
 LOG = "metrics.jsonl"
 CONFIG = "config.json"
 PRECISION_KEY = "precision"
@@ -95,9 +96,9 @@ class TrainConfig:
     checkpoint_every: int = 0
     """write a checkpoint every N steps (0: only at the end)"""
     output_dir: str = "runs/rlhf"
-    """where metrics.jsonl, config.json and checkpoint.pt go"""
+    """where metrics.jsonl, config.json and the checkpoint (checkpoint.json and its folder) go"""
     resume: bool = False
-    """continue from output_dir/checkpoint.pt if it exists"""
+    """continue from output_dir's checkpoint if it has one"""
     progress: bool = True
     """show a tqdm progress bar"""
 

@@ -16,9 +16,8 @@ reaches the loss, so the gap between proxy and gold reward shows over-optimisati
 Safety: a non-finite log-prob, loss or gradient skips the update (weights, optimiser and
 baseline untouched), is logged (`skipped`) and counted. A reward function that returns
 NaN or the wrong number of values raises before anything is written for that step.
-Checkpoints are written to a temporary file and renamed into place; resuming restores
-weights, optimiser, RNG states, baseline and step, so an interrupted run ends exactly as
-an uninterrupted one (same seed, same device).
+Checkpoints (safetensors + JSON) are complete before their marker is renamed into place; resuming restores
+weights, optimiser, RNG states, baseline and step: an interrupted run ends exactly as an uninterrupted one.
 
 Speed (none of it changes what is computed; perf.speed lists each trick and where it was measured):
 the precision the hardware does fast (perf.precision); only completion positions reach the output
@@ -52,7 +51,8 @@ from reinforce_edu.core._checks import check_choice
 from reinforce_edu.core.baselines import make_baseline
 from reinforce_edu.core.kl import frozen_copy
 from reinforce_edu.core.losses import NonFiniteLossError, reinforce_loss
-from reinforce_edu.llm.checkpoint import atomic_write_text, load_checkpoint, read_log, save_checkpoint, trainer_state
+from reinforce_edu.llm.checkpoint import (atomic_write_text, find_checkpoint, load_checkpoint, read_log, save_checkpoint,
+                                          trainer_state)
 from reinforce_edu.llm.config import (CHECKPOINT, CONFIG, LOG, METHODS, PRECISION_KEY, TIME_KEYS, TrainConfig,
                                       config_from_dict)
 from reinforce_edu.llm.data import load_prompt_list
@@ -133,8 +133,8 @@ class Trainer:
         self.history: list[dict] = []
         self._append = False  # a fresh run starts a new log; a resumed one appends to the trimmed log
         self.out = Path(cfg.output_dir)
-        if cfg.resume and (self.out / CHECKPOINT).is_file():
-            self.load_checkpoint(self.out / CHECKPOINT)
+        if cfg.resume and (found := find_checkpoint(self.out)) is not None:
+            self.load_checkpoint(found)
 
     # -- data ------------------------------------------------------------------------------
     def prompt_ids(self, step: int) -> Tensor:
@@ -280,7 +280,7 @@ class Trainer:
         return trainer_state(self)
 
     def save_checkpoint(self, path: str | Path | None = None) -> Path:
-        """Write the checkpoint atomically (default: output_dir/checkpoint.pt); returns its path."""
+        """Write the checkpoint atomically (default: output_dir/checkpoint.json + folder); returns the marker."""
         return save_checkpoint(self, path)
 
     def load_checkpoint(self, path: str | Path) -> None:

@@ -4,13 +4,15 @@ A stored benchmark result leads with its command, commit, device and platform (`
 platform (`platform_id`: CPU model and the instruction sets that pick its kernels, torch build, CUDA
 device) is also what decides whether a lesson's printed figures repeat bit for bit (tests/conftest.py).
 `run_worker` runs one configuration in a fresh process, so its peak memory and compilation are its own,
-and reads back the one `RESULT {json}` line it prints (`report_result`).
+and reads back the one `RESULT {json}` line it prints (`report_result`). `torch_requirement` and
+`torch_meets` say whether the installed torch is one the library declares it works with (lesson 00).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from importlib import metadata
 import platform
 import re
 import subprocess
@@ -19,6 +21,8 @@ import time
 from pathlib import Path
 
 import torch
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 
 
 def _cpuinfo(field: str) -> str | None:
@@ -71,6 +75,39 @@ def git_commit(root: str | Path = ".") -> str | None:
     except (OSError, subprocess.CalledProcessError):
         return None
     return head + ("+uncommitted" if dirty else "")
+
+
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
+"""The source checkout's project file, read before the installed metadata (which may be older)."""
+
+
+def torch_requirement() -> str:
+    """The torch versions reinforce-edu declares, e.g. ">=2.6": the oldest whose APIs it uses, never a pin.
+
+    Read from pyproject.toml in a source checkout, else from the installed package's metadata.
+    """
+    deps = None
+    try:
+        import tomllib  # Python >= 3.11
+        project = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]
+        deps = project["dependencies"] if project.get("name") == "reinforce-edu" else None
+    except (ImportError, OSError, KeyError):
+        pass
+    if deps is None:
+        deps = metadata.requires("reinforce-edu") or []
+    for dep in map(Requirement, deps):
+        if dep.name == "torch":
+            return str(dep.specifier)
+    raise ValueError(f"reinforce-edu declares no torch dependency (read {PYPROJECT} or the installed metadata)")
+
+
+def torch_meets(requirement: str | None = None, version: str | None = None) -> bool:
+    """Whether torch `version` (default: the installed one) lies in `requirement` (default: `torch_requirement()`).
+
+    Local builds ("2.13.0+cpu", "+cu128") and nightlies ("2.14.0.dev20260101") count by their version number.
+    """
+    requirement = torch_requirement() if requirement is None else requirement
+    return SpecifierSet(requirement).contains(str(torch.__version__) if version is None else version, prereleases=True)
 
 
 def write_result(path: str | Path, script: str | Path, argv: list[str], root: str | Path, **fields) -> Path:
