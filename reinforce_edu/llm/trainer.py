@@ -25,7 +25,8 @@ the precision the hardware does fast (perf.precision); only completion positions
 layer; each prompt runs once, its key/value cache repeated for its k samples; one softmax gives log π,
 its gradient and the entropy (logprobs.token_logprobs); frozen weights stored in the compute dtype; a
 fused AdamW; freed memory kept for the next step (perf.allocator). With `trainable_blocks=N` only the
-last N blocks and the final norm train and the backward pass stops at block L − N.
+last N blocks and the final norm train and the backward pass stops at block L − N. With `lora_rank=r` only
+LoRA adapters train (llm.lora) and π_ref is the policy with its adapters disabled, not a copy.
 
 Methods (lesson 07): `method="reinforce"` is the loop above, with any baseline and GRPO's
 `advantage_scale="group_std"`; `method="ppo"` replaces step 4–5 by `ppo.ppo_step`: a critic
