@@ -12,10 +12,12 @@ precision dtype="auto" picks, `--steps` updates (the first allocates AdamW's mom
   lora8     lora_rank=8, "all-linear": only the adapters train; π_ref is the same model, adapters disabled
 
 Each of the 6 (mode, method) runs in a fresh process (perf.provenance.run_worker), so its peak is its own.
-Reported per run: the process's peak RSS (VmHWM), the RSS after imports and before the model loads, their
-difference (`rise`: weights, copies, gradients, optimiser state, activations), the rise in units of the
-model's fp32 weights, the trainable parameters; on CUDA also `torch.cuda.max_memory_allocated`. Then the
-ratios PPO/REINFORCE per mode and LoRA/full per method. Runs offline.
+Reported per run, from the process's RSS: `weights` (after the model loads, over the RSS before: the fp32
+weights), `training` (the peak while the trainer is built and trains, over the loaded model: π_ref's copy,
+the critic, gradients, AdamW's moments, activations; the loader's own transient peak is not in it), `total`
+= weights + training, also in units of the model's fp32 size (the seed's "~1× model size"), and the
+trainable parameters; on CUDA also `torch.cuda.max_memory_allocated`. Then the ratios of the totals,
+PPO/REINFORCE per mode and LoRA/full per method. Runs offline.
 """
 
 from __future__ import annotations
@@ -35,36 +37,42 @@ P, K, NEW_TOKENS = 2, 2, 16
 def worker(mode: str, method: str, steps: int) -> dict:
     import torch
 
+    from reinforce_edu.llm.models import load_model
     from reinforce_edu.llm.rewards import gold_reward
     from reinforce_edu.llm.trainer import TrainConfig, Trainer
-    from reinforce_edu.perf.measure import PeakMemory
+    from reinforce_edu.perf.measure import PeakMemory, rss_bytes
 
     train_prompts = prompts()
     if MODES[mode].get("lora_rank"):
-        import peft  # noqa: F401  (imported before the start reading, like torch and transformers)
+        import peft  # noqa: F401  (imported before the first reading, like torch and transformers)
     cfg = TrainConfig(model="smollm2", reward="gold", prompts_per_step=P, samples_per_prompt=K,
                       max_new_tokens=NEW_TOKENS, learning_rate=1e-6, method=method, steps=steps,
                       output_dir=tempfile.mkdtemp(prefix="bench_"), progress=False, **MODES[mode])
-    with PeakMemory("cpu") as mem:  # RSS: from before the model loads to the end of the last step
-        trainer = Trainer(cfg, prompts=train_prompts, reward_fn=gold_reward)
+    start = rss_bytes()  # no model yet
+    policy, tokenizer = load_model("smollm2")  # fp32, as the trainer loads it
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    with PeakMemory("cpu") as mem:  # RSS: from the loaded model (the loader's transient peak excluded) to the end
+        trainer = Trainer(cfg, policy=policy, tokenizer=tokenizer, prompts=train_prompts, reward_fn=gold_reward)
         records = trainer.train()
-    start, peak = mem.start, mem.peak
     n_params = sum(p.numel() for n, p in trainer.ref.named_parameters())  # the base model's parameters
-    res = {"mode": mode, "method": method, "peak_rss_mib": peak / 2 ** 20, "start_rss_mib": start / 2 ** 20,
-           "rise_mib": (peak - start) / 2 ** 20, "model_params": n_params, "model_fp32_mib": 4 * n_params / 2 ** 20,
+    mib = 2 ** 20
+    res = {"mode": mode, "method": method, "start_rss_mib": start / mib, "loaded_rss_mib": mem.start / mib,
+           "peak_rss_mib": mem.peak / mib, "total_mib": (mem.peak - start) / mib, "training_mib": mem.rise / mib,
+           "model_params": n_params, "model_fp32_mib": 4 * n_params / mib,
            "trainable_params": sum(p.numel() for p in trainer.params),
            "critic_trainable_params": sum(p.numel() for p in trainer.critic_params),
            "precision": trainer.precision.as_dict(), "skipped": sum(r["skipped"] is not None for r in records)}
-    res["rise_model_sizes"] = res["rise_mib"] / res["model_fp32_mib"]
+    res["total_model_sizes"] = res["total_mib"] / res["model_fp32_mib"]
     if trainer.device.type == "cuda":
-        res["cuda_peak_allocated_mib"] = torch.cuda.max_memory_allocated() / 2 ** 20
+        res["cuda_peak_allocated_mib"] = torch.cuda.max_memory_allocated() / mib
     return res
 
 
 def ratios(results: dict) -> dict:
-    """PPO/REINFORCE per mode and LoRA/full per method, of the rise (and of the CUDA peak where measured)."""
+    """PPO/REINFORCE per mode and LoRA/full per method, of the total (and of the CUDA peak where measured)."""
     out = {}
-    for key in ("rise_mib", "cuda_peak_allocated_mib"):
+    for key in ("total_mib", "cuda_peak_allocated_mib"):
         get = lambda m, k: results.get(f"{m}/{k}", {}).get(key)  # noqa: E731
         for mode in MODES:
             a, b = get(mode, "ppo"), get(mode, "reinforce")
@@ -99,12 +107,11 @@ def main(argv: list[str] | None = None) -> int:
             res = run_worker(cmd, cwd=ROOT, label=f"{mode}/{method}", env=dict(os.environ, PYTHONPATH=str(ROOT)))
             if res is not None:
                 results[f"{mode}/{method}"] = res
-                print(f"  {mode:<8}{method:<10}peak RSS {res['peak_rss_mib']:6.0f} MiB, rise {res['rise_mib']:6.0f} MiB"
-                      f" ({res['wall_s']:.0f} s)", flush=True)
-    print(f"\n{'mode':<9}{'method':<11}{'trainable':>12}{'peak RSS':>10}{'rise':>8}{'rise/model':>12}")
+                print(f"  {mode:<8}{method:<10}total {res['total_mib']:6.0f} MiB ({res['wall_s']:.0f} s)", flush=True)
+    print(f"\n{'mode':<9}{'method':<11}{'trainable':>12}{'weights':>9}{'training':>10}{'total':>8}{'total/model':>13}")
     for r in results.values():
-        print(f"{r['mode']:<9}{r['method']:<11}{r['trainable_params']:>12,}{r['peak_rss_mib']:>8.0f}Mi"
-              f"{r['rise_mib']:>6.0f}Mi{r['rise_model_sizes']:>11.2f}x")
+        print(f"{r['mode']:<9}{r['method']:<11}{r['trainable_params']:>12,}{r['loaded_rss_mib'] - r['start_rss_mib']:>7.0f}Mi"
+              f"{r['training_mib']:>8.0f}Mi{r['total_mib']:>6.0f}Mi{r['total_model_sizes']:>12.2f}x")
     summary = ratios(results)
     for name, value in summary.items():
         print(f"{name:<40}{value:6.2f}x")
