@@ -12,12 +12,13 @@ precision dtype="auto" picks, `--steps` updates (the first allocates AdamW's mom
   lora8     lora_rank=8, "all-linear": only the adapters train; π_ref is the same model, adapters disabled
 
 Each of the 6 (mode, method) runs in a fresh process (perf.provenance.run_worker), so its peak is its own.
-Reported per run, from the process's RSS: `weights` (after the model loads, over the RSS before: the fp32
-weights), `training` (the peak while the trainer is built and trains, over the loaded model: π_ref's copy,
-the critic, gradients, AdamW's moments, activations; the loader's own transient peak is not in it), `total`
-= weights + training, also in units of the model's fp32 size (the seed's "~1× model size"), and the
-trainable parameters; on CUDA also `torch.cuda.max_memory_allocated`. Then the ratios of the totals,
-PPO/REINFORCE per mode and LoRA/full per method. Runs offline.
+Reported per run, from the process's RSS: `total`, the peak while the trainer is built and trains over the
+RSS before the model loaded (the weights, π_ref's copy, the critic, gradients, AdamW's moments, activations;
+the loader's own transient peak is excluded: the RSS is read again after loading and the peak counted from
+there, `training`), also in units of the model's fp32 size (the seed's "~1× model size"), and the trainable
+parameters; on CUDA also `torch.cuda.max_memory_allocated`. The loader maps the weights file lazily, so the
+weights become resident only when first used (inside `training`): read `total`. Then the ratios of the
+totals, PPO/REINFORCE per mode and LoRA/full per method. Runs offline.
 """
 
 from __future__ import annotations
@@ -108,10 +109,10 @@ def main(argv: list[str] | None = None) -> int:
             if res is not None:
                 results[f"{mode}/{method}"] = res
                 print(f"  {mode:<8}{method:<10}total {res['total_mib']:6.0f} MiB ({res['wall_s']:.0f} s)", flush=True)
-    print(f"\n{'mode':<9}{'method':<11}{'trainable':>12}{'weights':>9}{'training':>10}{'total':>8}{'total/model':>13}")
+    print(f"\n{'mode':<9}{'method':<11}{'trainable':>12}{'total':>9}{'total/model':>13}")
     for r in results.values():
-        print(f"{r['mode']:<9}{r['method']:<11}{r['trainable_params']:>12,}{r['loaded_rss_mib'] - r['start_rss_mib']:>7.0f}Mi"
-              f"{r['training_mib']:>8.0f}Mi{r['total_mib']:>6.0f}Mi{r['total_model_sizes']:>12.2f}x")
+        print(f"{r['mode']:<9}{r['method']:<11}{r['trainable_params']:>12,}{r['total_mib']:>7.0f}Mi"
+              f"{r['total_model_sizes']:>12.2f}x")
     summary = ratios(results)
     for name, value in summary.items():
         print(f"{name:<40}{value:6.2f}x")
