@@ -403,7 +403,7 @@ assert runs["lora8/reinforce"]["total_mib"] < runs["blocks2/reinforce"]["total_m
 # right about the *ratio* there, not about the sizes. With 2 trained blocks most of both models is
 # frozen weights and the ratio drops to 1.5× (the row above measures the same thing at this lesson's
 # settings). LoRA holds the least for REINFORCE (about a third of training every parameter, below the
-# 2-block run: no copy for $\pi_{\rm ref}$), but its PPO/REINFORCE ratio is the largest, about 2.1×:
+# 2-block run: no copy for $\pi_{\rm ref}$), but its PPO/REINFORCE ratio is the largest, above 2×:
 # the critic is still a copy of the transformer (with its own adapters, `reinforce_edu.llm.lora`
 # explains why) and, with adapters in every block, both the policy's and the critic's backward pass
 # run through all 30 blocks, so both keep every block's activations. These are CPU RSS figures from one

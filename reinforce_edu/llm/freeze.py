@@ -54,12 +54,13 @@ def prepare_policy(model: torch.nn.Module, names: list[str], dtype: torch.dtype)
     return model.eval()  # eval: no dropout, so the scoring pass matches the sampling pass
 
 
-def policy_and_reference(policy: torch.nn.Module, cfg, dtype: torch.dtype) -> tuple[torch.nn.Module, list[str], torch.nn.Module]:
+def policy_and_reference(policy: torch.nn.Module, cfg,
+                         dtype: torch.dtype) -> tuple[torch.nn.Module, list[str], torch.nn.Module]:
     """(policy ready to train, names of its trainable parameters, π_ref) for a TrainConfig `cfg`.
 
     cfg.lora_rank > 0: adapters on the targets (llm.lora.lora_policy; A drawn from cfg.seed), π_ref = the
-    policy with them disabled. Else the parameters of `cfg.trainable_blocks` train and π_ref is a frozen copy, its linear
-    weights stored in `dtype`. Set the attention kernel before: the copy inherits it.
+    policy with them disabled. Else the parameters of `cfg.trainable_blocks` train and π_ref is a frozen copy,
+    its linear weights stored in `dtype`. Set the attention kernel before: the copy inherits it.
     """
     if cfg.lora_rank > 0:
         from reinforce_edu.llm.lora import lora_policy  # imports peft only for a LoRA run
