@@ -366,6 +366,50 @@ print("| bias | unbiased gradient | biased (value function) | see below |")
 # flat while the variance without a baseline grows like $c^2$.
 
 # %% [markdown]
+# **What trains decides the memory.** The seed's row counts the model: ~1× its size for REINFORCE, ~2×
+# for PPO (policy + critic). What a run really holds depends on *what trains*: every trained parameter
+# carries an fp32 gradient and two AdamW moments, and $\pi_{\rm ref}$ is a frozen copy. The stored run of
+# `benchmarks/memory_modes.py` measures three settings of the same trainer on SmolLM2-135M: every
+# parameter (`trainable_blocks=0`), the last 2 blocks (`trainable_blocks=2`, this lesson's CPU setting),
+# and LoRA adapters of rank 8 on every linear layer (`lora_rank=8`, `reinforce_edu.llm.lora`:
+# $W' = W + \frac{\alpha}{r}BA$ with $B=0$ at the start, only $A$ and $B$ train, and $\pi_{\rm ref}$ is
+# the same model with its adapters switched off — no copy). Each for REINFORCE (RLOO) and PPO, 2 steps
+# at a small batch ($P=2$ × $k=2$, 16 tokens), each in a fresh process. The figures are the CPU's
+# peak RSS (the CPU named in the first line, fp32), counted from before the model loaded, in MiB and in
+# units of the model's fp32 weights:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+modes = json.loads(Path("../data/results/memory_modes_cpu_amd-epyc-zen3.json").read_text())
+runs = modes["results"]
+print(modes["device"], "|", modes["platform"])
+print(f"{'what trains':<13}{'method':<11}{'trained params':>16}{'peak MiB':>10}{'× model':>9}")
+for r in runs.values():
+    print(f"{r['mode']:<13}{r['method']:<11}{r['trainable_params']:>16,}{r['total_mib']:>10.0f}"
+          f"{r['total_model_sizes']:>9.1f}")
+ppo_over = {m: runs[f"{m}/ppo"]["total_mib"] / runs[f"{m}/reinforce"]["total_mib"] for m in ("full", "blocks2", "lora8")}
+print("PPO / REINFORCE:", ", ".join(f"{m} {x:.2f}x" for m, x in ppo_over.items()))
+print(f"LoRA / every parameter: REINFORCE {runs['lora8/reinforce']['total_mib'] / runs['full/reinforce']['total_mib']:.2f}x, "
+      f"PPO {runs['lora8/ppo']['total_mib'] / runs['full/ppo']['total_mib']:.2f}x")
+assert runs["full/reinforce"]["total_model_sizes"] > 4  # not ~1x: gradients, AdamW moments and π_ref's copy
+assert 1.6 < ppo_over["full"] < 2.2 and ppo_over["blocks2"] < ppo_over["full"]  # toward 2x when everything trains
+assert ppo_over["lora8"] > ppo_over["full"]  # LoRA shrinks the policy's state, not the critic's copy
+assert runs["lora8/reinforce"]["total_mib"] < runs["blocks2/reinforce"]["total_mib"] < runs["full/reinforce"]["total_mib"]
+
+# %% [markdown]
+# What the measurement says. Training every parameter, REINFORCE holds about 6× the model's size, not
+# 1×: weights, gradients, two AdamW moments and $\pi_{\rm ref}$'s copy are already 5×, activations the
+# rest; PPO adds a critic with the same state, and the ratio comes out at 1.8× — the seed's ~2× is
+# right about the *ratio* there, not about the sizes. With 2 trained blocks most of both models is
+# frozen weights and the ratio drops to 1.5× (the row above measures the same thing at this lesson's
+# settings). LoRA holds the least for REINFORCE (about a third of training every parameter, below the
+# 2-block run: no copy for $\pi_{\rm ref}$), but its PPO/REINFORCE ratio is the largest, above 2×:
+# the critic is still a copy of the transformer (with its own adapters, `reinforce_edu.llm.lora`
+# explains why) and, with adapters in every block, both the policy's and the critic's backward pass
+# run through all 30 blocks, so both keep every block's activations. These are CPU RSS figures from one
+# 2-core AMD EPYC (fp32) at a small batch; on a GPU with larger batches activations take a larger share.
+
+# %% [markdown]
 # ## 8. Speed against TRL, and how far from the machine's peak
 #
 # How fast our trainer runs the same RLOO step as TRL's `RLOOTrainer`, at each side's default and at
@@ -399,6 +443,7 @@ print(f"| PPO: more memory than every other method, > 1.3x the s/step of each | 
 # | GRPO's std normalisation | `losses.reinforce_loss(..., advantage_scale="group_std")` |
 # | PPO: critic, GAE, clipped surrogate, epochs | `ppo.ValueModel`, `gae`, `clipped_surrogate`, `clipped_value_loss`, `ppo_update`; `TrainConfig(method="ppo")` |
 # | peak memory, FLOPs, matmul peak | `measure.PeakMemory`, `count_flops`, `matmul_peak` |
+# | memory by what trains (every parameter, 2 blocks, LoRA) | `benchmarks/memory_modes.py` → `data/results/memory_modes_*.json`; `llm.lora` |
 # | the full-size comparison | `scripts/full_comparison.py` → `data/results/comparison_<device>.json` |
 # | our trainer against TRL's RLOOTrainer; where the time goes | `benchmarks/README.md` |
 #

@@ -10,7 +10,8 @@ Notebooks call the same entry point: `from reinforce_edu.llm.cli import main; tr
 
 Outputs in --output-dir: config.json, metrics.jsonl (one record per step: proxy_reward,
 gold_reward, kl, entropy, length, grad_norm, clipped, skipped, step_time, ...),
-checkpoint.json and the checkpoint folder it names (reinforce_edu.llm.checkpoint).
+checkpoint.json and the checkpoint folder it names (reinforce_edu.llm.checkpoint); with --lora-rank R,
+adapter/ (the trained adapters: `peft.PeftModel.from_pretrained(base_model, "<output-dir>/adapter")`).
 
 Taught in notebooks/06_rlhf_small_llm.ipynb.
 """
@@ -92,6 +93,9 @@ def main(argv: list[str] | None = None) -> Trainer:
     trainer = Trainer(config)
     start = trainer.step
     history = trainer.train()
+    if config.lora_rank > 0:
+        from reinforce_edu.llm.lora import save_adapter
+        save_adapter(trainer, Path(config.output_dir) / "adapter")
     done = [r for r in history if r["step"] > start]
     if done:
         last = done[-1]

@@ -81,6 +81,14 @@ class TrainConfig:
     """AdamW weight decay"""
     trainable_blocks: int = 0
     """train only the last N transformer blocks and the final norm (the rest is frozen, stored in the compute dtype); 0 trains every parameter"""
+    lora_rank: int = 0
+    """LoRA: rank r of the adapters W' = W + (α/r)·B·A that train instead of the weights (reinforce_edu.llm.lora; π_ref is then the policy with its adapters off, no copy); 0 = no LoRA"""
+    lora_alpha: float = 16.0
+    """LoRA: α of the scale α/r"""
+    lora_dropout: float = 0.0
+    """LoRA: dropout on the adapters' input in the training passes only (never in sampling or π_ref), in [0, 1)"""
+    lora_target_modules: str = "all-linear"
+    """LoRA: layers that get adapters: "all-linear" (every linear layer of the blocks) or comma-separated names, e.g. "q_proj,v_proj\""""
     steps: int = 100
     """number of updates"""
     seed: int = 0
@@ -112,7 +120,7 @@ class TrainConfig:
                 raise TypeError(f"config field {f.name} must be a {want.__name__}, got {v!r}")
         for name in ("prompts_per_step", "samples_per_prompt", "max_new_tokens", "steps"):
             check_positive_int(getattr(self, name), name)
-        for name in ("trainable_blocks", "checkpoint_every"):
+        for name in ("trainable_blocks", "checkpoint_every", "lora_rank"):
             check_positive_int(getattr(self, name), name, minimum=0)
         for name in ("learning_rate", "temperature"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
@@ -120,6 +128,7 @@ class TrainConfig:
         for name in ("beta", "max_grad_norm", "weight_decay", "clip_range", "value_clip_range", "critic_learning_rate"):
             check_nonnegative(getattr(self, name), name)
         check_positive_int(self.ppo_epochs, "ppo_epochs")
+        self._check_lora()
         if not 0.0 <= self.gae_lambda <= 1.0:
             raise ValueError(f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
         check_choice(self.method, "method", METHODS)
@@ -142,6 +151,18 @@ class TrainConfig:
         check_choice(self.attention, "attention", ("auto", "eager", "sdpa"))
         if not (self.device in ("auto", "cpu", "mps") or self.device.startswith("cuda")):
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda[:i]' or 'mps', got {self.device!r}")
+
+    def _check_lora(self) -> None:
+        if not (math.isfinite(self.lora_alpha) and self.lora_alpha > 0):
+            raise ValueError(f"lora_alpha must be a finite number > 0, got {self.lora_alpha}")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if not [s for s in self.lora_target_modules.split(",") if s.strip()]:
+            raise ValueError(f"lora_target_modules must be 'all-linear' or comma-separated module names, "
+                             f"got {self.lora_target_modules!r}")
+        if self.lora_rank > 0 and self.trainable_blocks > 0:
+            raise ValueError(f"lora_rank={self.lora_rank} and trainable_blocks={self.trainable_blocks}: with LoRA "
+                             f"only the adapters train; set trainable_blocks=0 (or lora_rank=0)")
 
 
 def config_from_dict(values: dict) -> TrainConfig:

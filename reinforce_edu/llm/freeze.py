@@ -1,16 +1,19 @@
-"""Which parameters train: all of them, or the last N transformer blocks and the final norm.
+"""Which parameters train: all of them, the last N transformer blocks and the final norm, or LoRA adapters.
 
 The frozen rest is stored in the compute dtype (bf16 where the CPU or GPU multiplies it fast) and the
-backward pass stops where training starts. Taught in notebooks/06_rlhf_small_llm.ipynb.
+backward pass stops where training starts. π_ref is a frozen copy of the policy as it starts, or, with
+LoRA (llm.lora), the policy itself with its adapters disabled. Taught in notebooks/06_rlhf_small_llm.ipynb.
 """
 
 from __future__ import annotations
 
 import torch
 
+from reinforce_edu.core.kl import frozen_copy
 from reinforce_edu.llm.architecture import final_norm, transformer_blocks
+from reinforce_edu.perf.speed import store_frozen_linears
 
-__all__ = ["prepare_policy", "trainable_parameter_names", "transformer_blocks"]
+__all__ = ["policy_and_reference", "prepare_policy", "trainable_parameter_names", "transformer_blocks"]
 
 
 def trainable_parameter_names(model: torch.nn.Module, trainable_blocks: int = 0) -> list[str]:
@@ -44,3 +47,22 @@ def prepare_policy(model: torch.nn.Module, names: list[str], dtype: torch.dtype)
         p.requires_grad_(n in train)
         p.data = p.data.float() if n in train else p.data.to(dtype)
     return model.eval()  # eval: no dropout, so the scoring pass matches the sampling pass
+
+
+def policy_and_reference(policy: torch.nn.Module, cfg,
+                         dtype: torch.dtype) -> tuple[torch.nn.Module, list[str], torch.nn.Module]:
+    """(policy ready to train, names of its trainable parameters, π_ref) for a TrainConfig `cfg`.
+
+    cfg.lora_rank > 0: adapters on the targets (llm.lora.lora_policy; A drawn from cfg.seed), π_ref = the
+    policy with them disabled. Else the parameters of `cfg.trainable_blocks` train and π_ref is a frozen copy,
+    its linear weights stored in `dtype`. Set the attention kernel before: the copy inherits it.
+    """
+    if cfg.lora_rank > 0:
+        from reinforce_edu.llm.lora import lora_policy  # imports peft only for a LoRA run
+        return lora_policy(policy, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules, dtype,
+                           seed=cfg.seed)
+    trainable = trainable_parameter_names(policy, cfg.trainable_blocks)
+    policy = prepare_policy(policy, trainable, dtype)
+    ref = frozen_copy(policy)  # π_ref: the policy as it starts, frozen
+    store_frozen_linears(ref.base_model, dtype)  # its blocks' matmul weights, any layout
+    return policy, trainable, ref

@@ -24,7 +24,8 @@ the precision the hardware does fast (perf.precision); only completion positions
 layer; each prompt runs once, its key/value cache repeated for its k samples; one softmax gives log π,
 its gradient and the entropy (logprobs.token_logprobs); frozen weights stored in the compute dtype; a
 fused AdamW; freed memory kept for the next step (perf.allocator). With `trainable_blocks=N` only the
-last N blocks and the final norm train and the backward pass stops at block L − N.
+last N blocks and the final norm train and the backward pass stops at block L − N. With `lora_rank=r` only
+LoRA adapters train (llm.lora) and π_ref is the policy with its adapters disabled, not a copy.
 
 Methods (lesson 07): `method="reinforce"` is the loop above, with any baseline and GRPO's
 `advantage_scale="group_std"`; `method="ppo"` replaces step 4–5 by `ppo.ppo_step`: a critic
@@ -49,14 +50,13 @@ from torch import Tensor
 
 from reinforce_edu.core._checks import check_choice
 from reinforce_edu.core.baselines import make_baseline
-from reinforce_edu.core.kl import frozen_copy
 from reinforce_edu.core.losses import NonFiniteLossError, reinforce_loss
 from reinforce_edu.llm.checkpoint import (atomic_write_text, find_checkpoint, load_checkpoint, read_log, save_checkpoint,
                                           trainer_state)
 from reinforce_edu.llm.config import (CHECKPOINT, CONFIG, LOG, METHODS, PRECISION_KEY, TIME_KEYS, TrainConfig,
                                       config_from_dict)
 from reinforce_edu.llm.data import load_prompt_list
-from reinforce_edu.llm.freeze import prepare_policy, trainable_parameter_names
+from reinforce_edu.llm.freeze import policy_and_reference
 from reinforce_edu.llm.logprobs import completion_logprobs
 from reinforce_edu.llm.sampling import Rollout, check_prompts, context_length, encode_prompts, sample
 from reinforce_edu.llm.ppo import ValueModel, ppo_step
@@ -64,7 +64,7 @@ from reinforce_edu.llm.rewards import RewardFn, compute_rewards, gold_reward, ma
 from reinforce_edu.perf.allocator import keep_freed_memory
 from reinforce_edu.perf.measure import PeakMemory
 from reinforce_edu.perf.precision import Precision, choose_precision, resolve_device
-from reinforce_edu.perf.speed import attention_kernel, fused_adamw, store_frozen_linears
+from reinforce_edu.perf.speed import attention_kernel, fused_adamw
 
 __all__ = ["CHECKPOINT", "CONFIG", "LOG", "METHODS", "TIME_KEYS", "TrainConfig", "Trainer", "config_from_dict",
            "read_log", "run", "step_seed"]
@@ -107,15 +107,13 @@ class Trainer:
         self.tokenizer = tokenizer
         ctx = context_length(policy)  # every prompt must fit before training starts, not at step 500
         encode_prompts(tokenizer, self.prompts, max_length=None if ctx is None else ctx - cfg.max_new_tokens)
-        self.trainable = trainable_parameter_names(policy, cfg.trainable_blocks)
-        self.policy = prepare_policy(policy.to(self.device), self.trainable, self.dtype)
         auto = cfg.attention == "auto"
         self.sample_attention = "sdpa" if auto else cfg.attention  # the kernel of `rollout` and `evaluate`
         score = ("sdpa" if self.device.type == "cuda" else "eager") if auto else cfg.attention
-        if hasattr(self.policy, "set_attn_implementation"):  # before the copies below, which inherit it
-            self.policy.set_attn_implementation(score)
-        self.ref = frozen_copy(self.policy)  # π_ref: the policy as it starts, frozen
-        store_frozen_linears(self.ref.base_model, self.dtype)  # its blocks' matmul weights, any layout
+        if hasattr(policy, "set_attn_implementation"):  # before the copies (π_ref, critic), which inherit it
+            policy.set_attn_implementation(score)
+        # π_ref: a frozen copy of the policy as it starts, or (LoRA) the policy with its adapters disabled
+        self.policy, self.trainable, self.ref = policy_and_reference(policy.to(self.device), cfg, self.dtype)
         self.reward_fn = reward_fn if reward_fn is not None else make_reward_fn(cfg.reward, self.ref, tokenizer)
         self.gold_fn = gold_fn if gold_fn is not None else gold_reward
         self.params = [p for p in self.policy.parameters() if p.requires_grad]
