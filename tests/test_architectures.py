@@ -118,7 +118,7 @@ def test_padded_cached_paths_match_each_row_alone(arch, monkeypatch, one_thread)
     model, tok = tiny(arch)
     seen = []
     draw = sampling.sample_categorical
-    monkeypatch.setattr(sampling, "sample_categorical", lambda z: (seen.append(z.clone()), draw(z))[1])
+    monkeypatch.setattr(sampling, "sample_categorical", lambda z, rows=None: (seen.append(z.clone()), draw(z, rows))[1])
     r = sampling.sample(model, tok, PROMPTS, k=2, max_new_tokens=6, seed=0)
     logp = completion_logprobs(model, r.input_ids, r.attention_mask, r.prompt_length, group_size=2)  # (B, T)
     assert r.attention_mask[0, 0] == 0  # the short prompt is padded on the left

@@ -27,6 +27,7 @@ import torch
 
 from reinforce_edu.core.baselines import RunningMeanBaseline
 from reinforce_edu.llm.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from reinforce_edu.llm.distributed import OneProcess
 from reinforce_edu.llm.models import tiny_llama
 from reinforce_edu.llm.trainer import CHECKPOINT, TIME_KEYS, TrainConfig, Trainer, read_log
 
@@ -112,6 +113,7 @@ class StandIn:
         self.config = TrainConfig(baseline="running_mean", output_dir=str(out))
         self.step = self.n_skipped = 0
         self.out, self.history, self._append = Path(out), [], False
+        self.dist = OneProcess(torch.device("cpu"))  # one process: it owns the log
 
     def train_step(self) -> None:
         for module, opt in ((self.policy, self.optimizer), (self.critic, self.critic_optimizer)):

@@ -226,5 +226,6 @@ def load_checkpoint(trainer, path: str | Path) -> None:
     if state["rng"]["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
     trainer.step, trainer.n_skipped = int(state["step"]), int(state["n_skipped"])
-    trainer.history = trim_log(trainer.out / LOG, trainer.step)
+    if trainer.dist.is_main:  # in N processes (llm.distributed) the main one owns the log
+        trainer.history = trim_log(trainer.out / LOG, trainer.step)
     trainer._append = (trainer.out / LOG).is_file()

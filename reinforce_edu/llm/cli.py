@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> Trainer:
         from reinforce_edu.llm.lora import save_adapter
         save_adapter(trainer, Path(config.output_dir) / "adapter")
     done = [r for r in history if r["step"] > start]
-    if done:
+    if done and trainer.dist.is_main:  # several processes: one summary
         last = done[-1]
         print(f"steps {start}->{trainer.step}  proxy {last['proxy_reward']:.3f}  gold {last['gold_reward']:.3f}  "
               f"skipped {trainer.n_skipped}  log {Path(config.output_dir) / 'metrics.jsonl'}", file=sys.stderr)

@@ -123,20 +123,25 @@ def filter_logits(z: Tensor, top_k: int | None = None, top_p: float | None = Non
     return z
 
 
-def sample_categorical(z: Tensor) -> Tensor:
+def sample_categorical(z: Tensor, rows: tuple[int, int] | None = None) -> Tensor:
     """One draw per row from softmax(z), by inverting its CDF: (B, V) logits -> (B,) token ids.
 
     u ∼ U[0, 1) per row; the token is the first v with Σ_{w≤v} p_w > u·Σ_w p_w (fp64 cumulative sum).
-    Tokens with probability 0 are never drawn.
+    Tokens with probability 0 are never drawn. rows = (first, total): these B rows are rows
+    first … first + B − 1 of a batch of `total`; all `total` numbers are drawn and the B of these
+    rows kept, so each row draws what it would draw in the whole batch (one process of several).
     """
+    first, total = rows if rows is not None else (0, z.shape[0])
     cdf = torch.softmax(z.float(), dim=-1).double().cumsum(dim=-1)  # (B, V)
-    u = torch.rand(z.shape[0], 1, dtype=torch.float64, device=z.device) * cdf[:, -1:]  # (B, 1)
+    u = torch.rand(total, 1, dtype=torch.float64, device=z.device)[first:first + z.shape[0]]  # (B, 1)
+    u = u * cdf[:, -1:]  # (B, 1)
     return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_max(z.shape[-1] - 1)  # (B,)
 
 
 @torch.no_grad()
 def _decode(model: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor, k: int, max_new_tokens: int,
-            eos: list[int], pad: int, temperature: float, top_k: int | None, top_p: float | None) -> Tensor:
+            eos: list[int], pad: int, temperature: float, top_k: int | None, top_p: float | None,
+            rows: tuple[int, int] | None = None) -> Tensor:
     """The sampling loop: left-padded prompts (B, L0) -> new tokens (B, T), pad after each row's EOS.
 
     The prompts (all but their last column) are run once per distinct prompt (`_prefill_once`); then
@@ -157,7 +162,7 @@ def _decode(model: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor, k
                     **({cache_kw: cache} if cache is not None else {}), **keep)
         cache = _output_cache(out)
         z = out.logits[:, -1].float() / temperature  # (B, V)
-        tok = sample_categorical(filter_logits(z, top_k, top_p))  # (B,)
+        tok = sample_categorical(filter_logits(z, top_k, top_p), rows)  # (B,)
         tok = torch.where(done, torch.full_like(tok, pad), tok)  # rows already ended: padding
         new.append(tok)
         done = done | torch.isin(tok, eos_t)
@@ -233,7 +238,8 @@ def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[str], k: in
 @torch.no_grad()
 def sample(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], k: int,
            max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-           seed: int | None = None, chat: bool = True, share_prompts: bool = True) -> Rollout:
+           seed: int | None = None, chat: bool = True, share_prompts: bool = True,
+           rows: tuple[int, int] | None = None) -> Rollout:
     """Sample k completions of each prompt with a KV-cached loop. Returns a `Rollout` (B = P·k rows).
 
     temperature 1 and no top-k / top-p (the defaults) sample from π_θ itself, so
@@ -244,6 +250,9 @@ def sample(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: 
     `max_new_tokens`; completion_mask marks the tokens up to and including the first EOS.
     With `share_prompts` (default) each distinct prompt is run through the model once and its
     key/value cache repeated k times (see the module docstring); the samples have the same distribution.
+    rows = (first, total): these P·k rows are rows first … of a batch of `total` sampled with the same
+    seed (one process's share, reinforce_edu.llm.distributed); each row draws the uniform numbers it
+    draws in the whole batch, so N processes sample what one process would.
     """
     prompts = check_prompts(prompts)
     k = check_positive_int(k, "k")
@@ -258,13 +267,15 @@ def sample(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: 
     device = next(model.parameters()).device
     input_ids, attention_mask = encode_prompts(tokenizer, prompts, k, chat=chat, max_length=room)
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+    if rows is not None and not (0 <= rows[0] and rows[0] + input_ids.shape[0] <= rows[1]):
+        raise ValueError(f"rows=(first, total)={tuple(rows)} must hold the {input_ids.shape[0]} rows sampled here")
     eos = eos_ids(model, tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(seed)
         new = _decode(model, input_ids, attention_mask, k if share_prompts else 1, max_new_tokens, eos, pad,
-                      float(temperature), top_k, top_p)  # (B, T)
+                      float(temperature), top_k, top_p, rows)  # (B, T)
     out = torch.cat([input_ids, new], dim=1)  # (B, L)
     L0 = input_ids.shape[1]
     new = out[:, L0:]  # (B, T)

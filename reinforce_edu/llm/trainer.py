@@ -33,7 +33,7 @@ Methods (lesson 07): `method="reinforce"` is the loop above, with any baseline a
 updates on each batch. Every record also logs `gen_time` (sampling seconds) and
 `peak_memory_mib` (the step's peak: CUDA allocated memory, or the process's peak RSS on a CPU).
 
-Around it: llm.config (settings), llm.freeze, llm.checkpoint, perf.speed; llm.minimal is the loop in one file.
+Around it: llm.config, llm.freeze, llm.checkpoint, llm.distributed (N processes), perf.speed; llm.minimal in one file.
 Taught in notebooks/06_rlhf_small_llm.ipynb.
 """
 
@@ -56,6 +56,7 @@ from reinforce_edu.llm.checkpoint import (atomic_write_text, find_checkpoint, lo
 from reinforce_edu.llm.config import (CHECKPOINT, CONFIG, LOG, METHODS, PRECISION_KEY, TIME_KEYS, TrainConfig,
                                       config_from_dict)
 from reinforce_edu.llm.data import load_prompt_list
+from reinforce_edu.llm.distributed import processes
 from reinforce_edu.llm.freeze import policy_and_reference
 from reinforce_edu.llm.logprobs import completion_logprobs
 from reinforce_edu.llm.sampling import Rollout, check_prompts, context_length, encode_prompts, sample
@@ -63,7 +64,7 @@ from reinforce_edu.llm.ppo import ValueModel, ppo_step
 from reinforce_edu.llm.rewards import RewardFn, compute_rewards, gold_reward, make_reward_fn
 from reinforce_edu.perf.allocator import keep_freed_memory
 from reinforce_edu.perf.measure import PeakMemory
-from reinforce_edu.perf.precision import Precision, choose_precision, resolve_device
+from reinforce_edu.perf.precision import Precision
 from reinforce_edu.perf.speed import attention_kernel, fused_adamw
 
 __all__ = ["CHECKPOINT", "CONFIG", "LOG", "METHODS", "TIME_KEYS", "TrainConfig", "Trainer", "config_from_dict",
@@ -93,8 +94,9 @@ class Trainer:
             raise ValueError("pass both policy and tokenizer, or neither")
         self.config = cfg = config
         self.prompts = check_prompts(prompts) if prompts is not None else load_prompt_list(cfg.prompts)
-        self.device = resolve_device(cfg.device)
-        self.precision: Precision = choose_precision(self.device, cfg.dtype)  # printed once per process
+        self.dist = processes(cfg)  # this process's share of the run: one of N under torchrun (llm.distributed)
+        self.device = self.dist.device
+        self.precision: Precision = self.dist.precision(cfg.dtype)  # printed once
         self.dtype = self.precision.dtype
         self.autocast = self.precision.autocast
         # fp16: the loss is scaled before backward and the gradients unscaled before clipping (_apply)
@@ -125,7 +127,8 @@ class Trainer:
             self.critic_params = [p for p in self.critic.parameters() if p.requires_grad]
             self.critic_optimizer = fused_adamw(self.critic_params, cfg.critic_learning_rate or cfg.learning_rate,
                                            cfg.weight_decay, self.device)
-        self.baseline = make_baseline(cfg.baseline, decay=cfg.baseline_decay, n_prompts=len(self.prompts))
+        self.baseline = self.dist.baseline(make_baseline(cfg.baseline, decay=cfg.baseline_decay,
+                                                         n_prompts=len(self.prompts)))  # fed all processes' returns
         self.step = 0
         self.n_skipped = 0
         self.history: list[dict] = []
@@ -149,11 +152,11 @@ class Trainer:
         return torch.tensor(ids)  # (P,)
 
     # -- one update ------------------------------------------------------------------------
-    def rollout(self, prompts: list[str], k: int, seed: int) -> Rollout:
-        """Sample k completions of each prompt from the current policy (no grad)."""
+    def rollout(self, prompts: list[str], k: int, seed: int, rows: tuple[int, int] | None = None) -> Rollout:
+        """Sample k completions of each prompt from the current policy (no grad); rows: see sampling.sample."""
         with self.autocast(), attention_kernel(self.policy, self.sample_attention):
             return sample(self.policy, self.tokenizer, prompts, k, self.config.max_new_tokens,
-                          temperature=self.config.temperature, seed=seed)
+                          temperature=self.config.temperature, seed=seed, rows=rows)
 
     def score(self, rollout: Rollout) -> tuple[Tensor, Tensor]:
         """(proxy, gold) rewards, each (B,), checked: NaN or a wrong count raises, naming the function."""
@@ -170,10 +173,9 @@ class Trainer:
         return rec
 
     def _train_step(self) -> dict:
-        cfg, start = self.config, time.perf_counter()
-        P, k = cfg.prompts_per_step, cfg.samples_per_prompt
-        ids = self.prompt_ids(self.step)
-        r = self.rollout([self.prompts[i] for i in ids], k, seed=step_seed(cfg.seed, self.step, 2))
+        cfg, start, k = self.config, time.perf_counter(), self.config.samples_per_prompt
+        ids, rows = self.dist.share(self.prompt_ids(self.step), k)  # this process's P/N prompts, its rows of P·k
+        r = self.rollout([self.prompts[i] for i in ids], k, seed=step_seed(cfg.seed, self.step, 2), rows=rows)
         gen_time = time.perf_counter() - start
         proxy, gold = self.score(r)  # raises before anything changes or is written
         mask = r.completion_mask  # (B, T)
@@ -185,29 +187,26 @@ class Trainer:
                                                 temperature=cfg.temperature, return_entropy=True,
                                                 group_size=k)  # (B, T)
         valid = mask > 0
-        rec = {"step": self.step + 1, "proxy_reward": proxy.mean().item(), "gold_reward": gold.mean().item(),
-               "entropy": entropy[valid].mean().item(), "length": r.lengths.float().mean().item()}
-        reason, grad_norm = None, float("nan")
-        if not (torch.isfinite(logp[valid]).all() and torch.isfinite(ref_logp[valid]).all()):
-            reason = "non-finite log-probs"
-        elif cfg.method == "ppo":  # ppo_epochs clipped updates with a critic instead of the lines below
+        rec = {"step": self.step + 1, **self.dist.rollout_metrics(proxy, gold, entropy, mask)}  # of all processes
+        grad_norm, finite = float("nan"), torch.isfinite(logp[valid]).all() and torch.isfinite(ref_logp[valid]).all()
+        reason = self.dist.agree(None if finite else "non-finite log-probs")  # one process skips: all do
+        if reason is None and cfg.method == "ppo":  # ppo_epochs clipped updates with a critic instead of the below
             grad_norm, reason = ppo_step(self, r, logp, ref_logp, proxy, rec)
-        else:
+        elif reason is None:
             try:
                 out = reinforce_loss(logp, proxy, mask, ref_logp=ref_logp, beta=cfg.beta,
                                      kl_estimator=cfg.kl_estimator, kl_placement=cfg.kl_placement,
                                      baseline=self.baseline, group_size=k, prompts=ids, aggregation=cfg.aggregation,
-                                     advantage_scale=cfg.advantage_scale)
+                                     advantage_scale=cfg.advantage_scale, max_tokens=self.dist.max_int(mask.shape[1]))
             except NonFiniteLossError:  # reinforce_loss refuses a non-finite loss
                 reason = "non-finite loss"
-            if reason is None:
-                grad_norm, reason = self._apply(out.loss)
+            if (reason := self.dist.agree(reason)) is None:
+                share = self.dist.loss_share(mask, cfg.aggregation)  # L = Σ_r share_r · L_r
+                grad_norm, reason = self._apply(out.loss * share)
                 if reason is None:
-                    self.baseline.update(out.returns.view(P, k), ids)
-                rec.update(loss=out.loss.item(), kl=out.kl.mean().item(), returns=out.returns.mean().item(),
-                           advantage_std=out.advantages[valid].std().item() if valid.sum() > 1 else 0.0)
-        if reason is not None:
-            self.n_skipped += 1
+                    self.baseline.update(out.returns.view(-1, k), ids)
+                rec.update(self.dist.loss_metrics(out, mask, share))
+        self.n_skipped += reason is not None
         self.step += 1
         rec.update(grad_norm=grad_norm, clipped=bool(cfg.max_grad_norm > 0 and grad_norm > cfg.max_grad_norm),
                    skipped=reason, n_skipped=self.n_skipped, step_time=time.perf_counter() - start, gen_time=gen_time)
@@ -226,6 +225,7 @@ class Trainer:
         for _, opt in groups:
             opt.zero_grad(set_to_none=True)
         (loss if self.scaler is None else self.scaler.scale(loss)).backward()  # fp16: ∇(S·L) = S·g
+        self.dist.reduce_gradients([p for params, _ in groups for p in params])  # g = Σ_r g_r, before the norm
         norms = []
         for params, opt in groups:
             if self.scaler is not None:
@@ -249,10 +249,10 @@ class Trainer:
         """Run until `config.steps` updates are done; log every step, checkpoint as configured."""
         from tqdm.auto import tqdm
         cfg = self.config
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not cfg.progress, desc="train")
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not (cfg.progress and self.dist.is_main), desc="train")
         while self.step < cfg.steps:
             rec = self.train_step()
-            self._log(rec)
+            self._log(rec) if self.dist.is_main else self.history.append(rec)  # the main process writes the log
             bar.update(1)
             bar.set_postfix(proxy=f"{rec['proxy_reward']:.3f}", gold=f"{rec['gold_reward']:.3f}",
                             kl=f"{rec['kl']:.3f}" if rec.get("kl") is not None else "-")
@@ -277,9 +277,10 @@ class Trainer:
         """Everything a resumed run needs to continue exactly (reinforce_edu.llm.checkpoint)."""
         return trainer_state(self)
 
-    def save_checkpoint(self, path: str | Path | None = None) -> Path:
-        """Write the checkpoint atomically (default: output_dir/checkpoint.json + folder); returns the marker."""
-        return save_checkpoint(self, path)
+    def save_checkpoint(self, path: str | Path | None = None) -> Path | None:
+        """Write the checkpoint atomically (default: output_dir/checkpoint.json + folder); returns the marker
+        on the main process (the others wait for it, and get None)."""
+        return self.dist.on_main(save_checkpoint, self, path)
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore weights, optimiser(s), baseline, RNG states and step; trim the log to that step."""
