@@ -40,17 +40,17 @@ def test_right_value_wrong_gradient_is_caught():
 
 
 def test_grpo_per_sequence_mean_fails_the_reinforce_loss_check():
-    def seq_mean(logp, ref_logp, rewards, mask, beta, k):  # right otherwise, but 1/|y_i| per sequence
+    def per_sequence_terms(logp, ref_logp, rewards, mask, beta, k):  # (B,) −A_i Σ_t m_it log π, A detached
         returns = (rewards - beta * ((logp - ref_logp) * mask).sum(1)).detach()
         g = returns.view(-1, k)
         b = ((g.sum(1, keepdim=True) - g) / (k - 1)).reshape(-1)
-        return (-((returns - b)[:, None] * logp * mask).sum(1) / mask.sum(1)).mean()
+        return -((returns - b)[:, None] * logp * mask).sum(1)
 
     def right(logp, ref_logp, rewards, mask, beta, k):
-        returns = (rewards - beta * ((logp - ref_logp) * mask).sum(1)).detach()
-        g = returns.view(-1, k)
-        b = ((g.sum(1, keepdim=True) - g) / (k - 1)).reshape(-1)
-        return (-((returns - b)[:, None] * logp * mask).sum(1)).mean()
+        return per_sequence_terms(logp, ref_logp, rewards, mask, beta, k).mean()
+
+    def seq_mean(logp, ref_logp, rewards, mask, beta, k):  # right otherwise, but 1/|y_i| per sequence
+        return (per_sequence_terms(logp, ref_logp, rewards, mask, beta, k) / mask.sum(1)).mean()
 
     assert "lesson 04" in _feedback(ex.check_reinforce_loss, seq_mean)
     ex.check_reinforce_loss(right)

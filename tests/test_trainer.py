@@ -56,6 +56,7 @@ def test_config_validation():
 
 def test_attention_choice(tmp_path, monkeypatch):
     """"auto" on a CPU: plain-matmul attention for the scoring passes (policy and π_ref), the fused kernel for sampling."""
+    import reinforce_edu.llm.evaluation as evaluation_module
     import reinforce_edu.llm.trainer as trainer_module
     seen = []
 
@@ -64,6 +65,7 @@ def test_attention_choice(tmp_path, monkeypatch):
         return sample(model, *a, **k)
 
     monkeypatch.setattr(trainer_module, "sample", spy)
+    monkeypatch.setattr(evaluation_module, "sample", spy)
     t = make(tmp_path, steps=1)
     assert t.policy.config._attn_implementation == "eager" and t.ref.config._attn_implementation == "eager"
     t.train_step()

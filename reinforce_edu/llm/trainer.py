@@ -33,7 +33,8 @@ Methods (lesson 07): `method="reinforce"` is the loop above, with any baseline a
 updates on each batch. Every record also logs `gen_time` (sampling seconds) and
 `peak_memory_mib` (the step's peak: CUDA allocated memory, or the process's peak RSS on a CPU).
 
-Around it: llm.config, llm.freeze, llm.checkpoint, llm.distributed (N processes), perf.speed; llm.minimal in one file.
+Around it: llm.config, llm.freeze, llm.update (one guarded step), llm.evaluation, llm.checkpoint,
+llm.distributed (N processes), perf.speed; llm.minimal is the loop in one file.
 Taught in notebooks/06_rlhf_small_llm.ipynb.
 """
 
@@ -48,7 +49,6 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from reinforce_edu.core._checks import check_choice
 from reinforce_edu.core.baselines import make_baseline
 from reinforce_edu.core.losses import NonFiniteLossError, reinforce_loss
 from reinforce_edu.llm.checkpoint import (atomic_write_text, find_checkpoint, load_checkpoint, read_log, save_checkpoint,
@@ -57,10 +57,12 @@ from reinforce_edu.llm.config import (CHECKPOINT, CONFIG, LOG, METHODS, PRECISIO
                                       config_from_dict)
 from reinforce_edu.llm.data import load_prompt_list
 from reinforce_edu.llm.distributed import processes
+from reinforce_edu.llm.evaluation import evaluate
 from reinforce_edu.llm.freeze import policy_and_reference
 from reinforce_edu.llm.logprobs import completion_logprobs
 from reinforce_edu.llm.sampling import Rollout, check_prompts, context_length, encode_prompts, sample
 from reinforce_edu.llm.ppo import ValueModel, ppo_step
+from reinforce_edu.llm.update import apply_update
 from reinforce_edu.llm.rewards import RewardFn, compute_rewards, gold_reward, make_reward_fn
 from reinforce_edu.perf.allocator import keep_freed_memory
 from reinforce_edu.perf.measure import PeakMemory
@@ -213,36 +215,14 @@ class Trainer:
         return {k_: (None if isinstance(v, float) and not math.isfinite(v) else v) for k_, v in rec.items()}
 
     def _apply(self, loss: Tensor) -> tuple[float, str | None]:
-        """Backpropagate `loss`, clip, step the optimiser(s) (policy, and the critic with PPO).
+        """Backpropagate `loss`, clip, step the optimiser(s) (policy; the critic with PPO): llm.update.apply_update.
 
-        Returns (‖g‖ of the policy before clipping, None), or (‖g‖, "non-finite gradient") with
-        nothing updated: a non-finite gradient never reaches the weights.
+        Returns (‖g‖ of the policy before clipping, None), or (‖g‖, "non-finite gradient") with nothing updated.
         """
-        cfg = self.config
         groups = [(self.params, self.optimizer)]
         if self.critic is not None:
             groups.append((self.critic_params, self.critic_optimizer))
-        for _, opt in groups:
-            opt.zero_grad(set_to_none=True)
-        (loss if self.scaler is None else self.scaler.scale(loss)).backward()  # fp16: ∇(S·L) = S·g
-        self.dist.reduce_gradients([p for params, _ in groups for p in params])  # g = Σ_r g_r, before the norm
-        norms = []
-        for params, opt in groups:
-            if self.scaler is not None:
-                self.scaler.unscale_(opt)  # g ← g / S, before the norm and the clipping see it
-            grads = [p.grad for p in params if p.grad is not None]
-            norms.append(torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(()))  # ‖g‖ before clipping
-        reason = None if all(math.isfinite(float(n)) for n in norms) else "non-finite gradient"
-        if reason is None:
-            for (params, opt), norm in zip(groups, norms):
-                if cfg.max_grad_norm > 0:  # g ← g · min(1, c / ‖g‖)
-                    torch.nn.utils.clip_grads_with_norm_(params, cfg.max_grad_norm, norm)
-                opt.step()
-        if self.scaler is not None:  # fp16: S halves after an overflow, grows after a run of good steps
-            self.scaler.update()
-        for _, opt in groups:
-            opt.zero_grad(set_to_none=True)
-        return float(norms[0]), reason
+        return apply_update(loss, groups, self.config.max_grad_norm, self.scaler, self.dist.reduce_gradients)
 
     # -- the loop --------------------------------------------------------------------------
     def train(self) -> list[dict]:
@@ -287,30 +267,10 @@ class Trainer:
         load_checkpoint(self, path)
 
     # -- evaluation ------------------------------------------------------------------------
-    @torch.no_grad()
     def evaluate(self, prompts: list[str], k: int = 1, seed: int = 0, *, max_new_tokens: int | None = None,
                  proxy: bool = True, model: str = "policy") -> dict:
-        """Mean gold (and proxy) reward of k samples per prompt, with standard errors, and the samples.
-
-        model: "policy" (as trained so far) or "reference" (the policy before training).
-        SE = std / √n over the n = P·k completions. Deterministic for a given seed.
-        """
-        prompts = check_prompts(prompts)
-        check_choice(model, "model", ("policy", "reference"))
-        cfg = self.config
-        sampler = self.policy if model == "policy" else self.ref
-        with self.autocast(), attention_kernel(sampler, self.sample_attention):
-            r = sample(sampler, self.tokenizer, prompts, k,
-                       max_new_tokens or cfg.max_new_tokens, temperature=cfg.temperature, seed=seed)
-        proxy_r, gold = self.score(r) if proxy else (None, compute_rewards(self.gold_fn, r.completions,
-                                                                             r.repeated_prompts))
-        n = gold.numel()
-        out = {"gold": gold.mean().item(), "gold_se": (gold.std() / math.sqrt(n)).item() if n > 1 else float("nan"),
-               "length": r.lengths.float().mean().item(), "completions": r.completions, "gold_values": gold.tolist()}
-        if proxy_r is not None:
-            out.update(proxy=proxy_r.mean().item(), proxy_values=proxy_r.tolist(),
-                       proxy_se=(proxy_r.std() / math.sqrt(n)).item() if n > 1 else float("nan"))
-        return out
+        """Mean gold (and proxy) reward of k samples per prompt, with standard errors (llm.evaluation.evaluate)."""
+        return evaluate(self, prompts, k, seed, max_new_tokens=max_new_tokens, proxy=proxy, model=model)
 
 
 def run(config: TrainConfig, **objects) -> Trainer:
