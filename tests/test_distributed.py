@@ -171,6 +171,11 @@ def test_launched_config_checks(monkeypatch):
         processes(TrainConfig(device="cpu", method="ppo"))
     with pytest.raises(ValueError, match="batch_std"):
         processes(TrainConfig(device="cpu", advantage_scale="batch_std"))
+    for name in ("DEEPSPEED", "FSDP"):  # what `accelerate launch` sets for those configs: refused, not run unsharded
+        monkeypatch.setenv(f"ACCELERATE_USE_{name}", "true")
+        with pytest.raises(ValueError, match=f"a {name} config.*does not shard"):
+            processes(TrainConfig(device="cpu"))
+        monkeypatch.delenv(f"ACCELERATE_USE_{name}")
 
 
 def test_rows_draw_what_the_whole_batch_draws():

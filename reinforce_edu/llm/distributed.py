@@ -20,7 +20,9 @@ the prints; a checkpoint holds nothing process-specific (sampling draws from `st
 RNG state), so a run resumes with any N. `OneProcess` is the single-process case, where every
 operation is the identity: importing and using this module needs no process group.
 method="ppo" (a batch-wide whitening and token count inside every PPO epoch) and
-advantage_scale="batch_std" (the std of the whole batch inside the loss) run in one process only.
+advantage_scale="batch_std" (the std of the whole batch inside the loss) run in one process only. Every
+process holds the whole model (data parallel): a DeepSpeed ZeRO or FSDP config of `accelerate launch` is
+refused with a clear error, not silently run unsharded.
 
 Taught in the README ("Several processes"); tests/test_distributed.py runs 2 processes on a CPU.
 """
@@ -217,6 +219,11 @@ def processes(config) -> OneProcess:
 
     config: the run's TrainConfig. Raises ValueError for what N processes cannot run exactly.
     """
+    sharded = [name for name in ("DEEPSPEED", "FSDP") if os.environ.get(f"ACCELERATE_USE_{name}", "") == "true"]
+    if sharded:  # set by `accelerate launch` with a DeepSpeed or FSDP config
+        raise ValueError(f"accelerate launch was given a {sharded[0]} config, but this trainer sums the gradients "
+                         f"itself and keeps a whole copy of the model in every process: it does not shard "
+                         f"(ZeRO / FSDP) yet. Use configs/accelerate/multi_gpu.yaml or single_gpu.yaml, or torchrun")
     device = resolve_device(config.device)
     if not launched():
         return OneProcess(device)
