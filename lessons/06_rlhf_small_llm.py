@@ -193,6 +193,19 @@ log = read_log(RUNS / "06_main")
 plot_log(log)
 plt.tight_layout()
 plt.show()
+lengths = [r["length"] for r in log]
+at_limit = sum(x >= S["max_new_tokens"] - 0.5 for x in lengths)
+print(f"mean answer length per step: {', '.join(f'{x:.1f}' for x in lengths)} (limit {S['max_new_tokens']} tokens); "
+      f"{at_limit} of {len(lengths)} steps within half a token of the limit")
+if not CUDA:  # at the CPU settings nearly every answer is cut by the limit, from the first step on
+    assert min(lengths) > 0.9 * S["max_new_tokens"]
+
+# %% [markdown]
+# **Read the length panel with care.** At the CPU settings the limit of 16 new tokens cuts nearly every answer
+# from the first step on (the line above): SmolLM2 starts longer answers than that, so the reward model scores
+# truncated text, and the length panel sits at the limit — at this budget it cannot show the length drifting,
+# whatever the loss's aggregation does to it. The GPU settings (48 tokens) leave room; lesson 03 measures the
+# length bias where every length is possible.
 
 # %% [markdown]
 # ## 3. Over-optimisation: pushing the proxy harder
@@ -331,24 +344,32 @@ print(tuple(scores.shape))
 # NBVAL_CHECK_OUTPUT
 offsets = (0.0, 1.0, 3.0)
 past = torch.tensor(before["proxy_values"]).view(-1, 1)  # rewards seen before this batch
-table = {}
+table, table_se = {}, {}
 for c in offsets:
     running = RunningMeanBaseline()
     running.update(past + c)
     rows_v = gradient_variance(scores, R + c, {"none": NoBaseline(), "running_mean": running,
                                                "rloo": LeaveOneOutBaseline()})
     table[c] = {r["baseline"]: r["variance"] for r in rows_v}
+    table_se[c] = {r["baseline"]: r["variance_se"] for r in rows_v}  # from the spread over the P prompts
 ref_var = table[0.0]["none"]
-print("variance of the gradient estimate, relative to no baseline at c = 0")
-print(f"{'baseline':<14}" + "".join(f"{'c=' + str(c):>9}" for c in offsets))
+print(f"variance of the gradient estimate, relative to no baseline at c = 0 (± 1 SE over {len(vprompts)} prompts)")
+print(f"{'baseline':<14}" + "".join(f"{'c=' + str(c):>13}" for c in offsets))
 for name in ("none", "running_mean", "rloo"):
-    print(f"{name:<14}" + "".join(f"{table[c][name] / ref_var:>9.2f}" for c in offsets))
+    print(f"{name:<14}" + "".join(f"{table[c][name] / ref_var:>8.2f} ±{table_se[c][name] / ref_var:>4.2f}"
+                                  for c in offsets))
 c = offsets[-1]  # a drift of 3: both baselines well below none (at c = 1 it depends on the batch)
 assert table[c]["rloo"] < table[c]["none"] and table[c]["running_mean"] < table[c]["none"]
 assert all(abs(table[c]["rloo"] / table[0.0]["rloo"] - 1) < 1e-6 for c in offsets)  # RLOO ignores offsets
 assert table[0.0]["rloo"] < 2 * table[0.0]["none"]  # centred rewards: at most about RLOO's k/(k-1) price
 assert table[0.0]["none"] < table[1.0]["none"] < table[3.0]["none"]  # no baseline grows with the offset
 assert all(abs(table[c]["running_mean"] / table[0.0]["running_mean"] - 1) < 0.05 for c in offsets)  # it follows
+
+# %%
+# with the standard errors (over the prompts; unpaired, so conservative): what 12 prompts resolve
+gap_se = lambda c, a, b: (table[c][a] - table[c][b]) / math.hypot(table_se[c][a], table_se[c][b])
+assert gap_se(3.0, "none", "rloo") > 2 and gap_se(3.0, "none", "running_mean") > 2  # resolved at c = 3
+assert abs(gap_se(0.0, "rloo", "none")) < 2  # at c = 0: RLOO's price is not resolved at this budget
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 3.2))
@@ -370,11 +391,13 @@ plt.show()
 # $R_{ij}-\frac1{k-1}\sum_{l\ne j}R_{il}$ has variance $\frac{k}{k-1}\sigma^2$ where the centred reward has
 # $\sigma^2+\mu_x^2$ ($\sigma^2$: the spread *within* a prompt, $\mu_x^2$: the differences *between*
 # prompts). Which of the two is smaller at $c=0$ depends on the batch — rerun with another `seed` of
-# `sample` and it can swap — but the price is bounded (asserted: less than 2×). As soon as the rewards drift — and they do:
+# `sample` and it can swap — and with 12 prompts the table cannot tell them apart (the ± are standard errors
+# over the prompts: the two differ by less than 2 of them, asserted); the price is bounded (asserted: less
+# than 2×). As soon as the rewards drift — and they do:
 # training moves them by the proxy gain of section 2 — the variance without a baseline grows like $c^2$,
 # while RLOO does not move at all and the running mean follows. At $c=1$ the growth may not yet outweigh
-# RLOO's price (on one CPU it did, on another not); by $c=3$ both baselines are well below no baseline
-# (asserted). That is why RLOO (or any baseline that
+# RLOO's price (on one CPU it did, on another not); by $c=3$ both baselines are well below no baseline, by
+# more than 2 standard errors each (asserted). That is why RLOO (or any baseline that
 # tracks the reward level) is the default in `reinforce_edu.llm.cli`.
 
 # %%

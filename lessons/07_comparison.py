@@ -269,17 +269,19 @@ assert len(resolved) == 4 and all(math.isfinite(summary[n]["eval_gold_se"]) for 
 #   starts from the reward model and trains for thousands of steps.
 
 # %% [markdown]
-# ## 6. The full-size run
+# ## 6. A larger stored run (made on a CPU)
 #
 # `python scripts/full_comparison.py` runs the same six methods with more samples per step, more steps
 # and longer answers, and stores everything — command, git commit, device, every curve — in
-# `data/results/comparison_<device>.json`. Here it is beside this lesson's run:
+# `data/results/comparison_<device>.json`. The stored run was made on a 2-core CPU (its first line below
+# names it): larger than this lesson's, but not the full size of lesson 06's GPU settings — no GPU run is
+# stored yet. Here it is beside this lesson's run (lines: mean over 3 seeds; bands: ± 1 standard error):
 
 # %%
 stored = sorted(Path("../data/results").glob("comparison_*.json"))
 full = json.loads(stored[0].read_text()) if stored else None
 if full is None:
-    print("no stored full-size run: python scripts/full_comparison.py writes one")
+    print("no stored larger run: python scripts/full_comparison.py writes one")
 else:
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=True)
     plot_curves(results, "gold", ax=axes[0], smooth=3)
@@ -444,7 +446,7 @@ print(f"| PPO: more memory than every other method, > 1.3x the s/step of each | 
 # | PPO: critic, GAE, clipped surrogate, epochs | `ppo.ValueModel`, `gae`, `clipped_surrogate`, `clipped_value_loss`, `ppo_update`; `TrainConfig(method="ppo")` |
 # | peak memory, FLOPs, matmul peak | `measure.PeakMemory`, `count_flops`, `matmul_peak` |
 # | memory by what trains (every parameter, 2 blocks, LoRA) | `benchmarks/memory_modes.py` → `data/results/memory_modes_*.json`; `llm.lora` |
-# | the full-size comparison | `scripts/full_comparison.py` → `data/results/comparison_<device>.json` |
+# | the larger stored comparison (CPU) | `scripts/full_comparison.py` → `data/results/comparison_<device>.json` |
 # | our trainer against TRL's RLOOTrainer; where the time goes | `benchmarks/README.md` |
 #
 # **What to try next**

@@ -44,3 +44,18 @@ def test_gradient_variance_formula_and_offset_invariance():
     assert shifted[0]["variance"] != pytest.approx(rows[0]["variance"])
     with pytest.raises(ValueError, match="P·k"):
         gradient_variance(scores[:-1], R, {"none": NoBaseline()})
+
+
+def test_variance_se_matches_the_spread_of_the_variance_over_batches():
+    """The delta-method SE of tr Cov(G_i) against the standard deviation of the estimate over 400 batches."""
+    g = torch.Generator().manual_seed(3)
+    P, k, D = 40, 4, 6
+    variances, ses = [], []
+    for _ in range(400):
+        scores = torch.randn(P * k, D, generator=g) * torch.linspace(0.5, 2.0, D)  # (P·k, D)
+        R = torch.randn(P, k, generator=g) + 1.0  # (P, k)
+        (row,) = gradient_variance(scores, R, {"none": NoBaseline()})
+        variances.append(row["variance"])
+        ses.append(row["variance_se"])
+    spread = torch.tensor(variances).std().item()  # the SE's target; its own SE ≈ spread / √(2·400) ≈ 3.5 %
+    assert 0.8 < (sum(ses) / len(ses)) / spread < 1.2

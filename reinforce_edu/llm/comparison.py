@@ -158,5 +158,5 @@ def plot_curves(results: list[dict], key: str = "gold", ax=None, smooth: int = 1
         ax.fill_between(xs, [m - s for m, s in zip(mean, se)], [m + s for m, s in zip(mean, se)], color=color,
                         alpha=0.12)
     ax.set_xlabel("samples seen")
-    ax.set_ylabel(key)
+    ax.set_ylabel(f"{key}: mean over seeds (band ± 1 SE)")
     return ax

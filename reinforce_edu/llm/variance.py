@@ -25,6 +25,7 @@ Taught in notebooks/06_rlhf_small_llm.ipynb.
 
 from __future__ import annotations
 
+import math
 from typing import Mapping
 
 import torch
@@ -113,7 +114,8 @@ def gradient_variance(scores: Tensor, returns: Tensor, baselines: Mapping[str, B
 
     scores: (B, D) per-sample score gradients, B = P·k prompt-major; returns: (P, k).
     Each baseline is called (not updated) on `returns`. Returns one dict per baseline:
-    `variance` = tr Cov(G_i) (one prompt's k-sample contribution), `batch_variance` =
+    `variance` = tr Cov(G_i) (one prompt's k-sample contribution) and its standard error `variance_se`
+    (the estimate is (P/(P−1))·mean_i ‖G_i − Ḡ‖², so SE ≈ (P/(P−1))·std_i ‖G_i − Ḡ‖² / √P), `batch_variance` =
     variance / P (the estimate ĝ of a P-prompt batch), `grad_norm2` = ‖ĝ‖² of this batch,
     and `ratio` = variance relative to the first baseline.
     """
@@ -131,8 +133,10 @@ def gradient_variance(scores: Tensor, returns: Tensor, baselines: Mapping[str, B
         adv = advantages(returns, baseline).to(s.dtype)  # (P, k): A_ij = R_ij − b_ij
         G = torch.einsum("pk,pkd->pd", adv, s).double() / k  # (P, D): G_i = (1/k) Σ_j A_ij s_ij
         stats = estimator_stats(G)
-        rows.append({"baseline": name, "variance": stats["variance"], "batch_variance": stats["variance"] / P,
-                     "grad_norm2": float(G.mean(0).pow(2).sum())})
+        d = (G - G.mean(0)).pow(2).sum(1)  # (P,) ‖G_i − Ḡ‖²; variance = Σ_i d_i / (P − 1)
+        se = float(d.std() / math.sqrt(P)) * P / (P - 1)  # delta method: the SE of a mean of P terms
+        rows.append({"baseline": name, "variance": stats["variance"], "variance_se": se,
+                     "batch_variance": stats["variance"] / P, "grad_norm2": float(G.mean(0).pow(2).sum())})
     for r in rows:
         r["ratio"] = r["variance"] / rows[0]["variance"]
     return rows
