@@ -39,7 +39,7 @@ def test_the_floor_is_the_oldest_torch_with_the_apis_the_trainer_uses():
     """torch.nn.utils.get_total_norm / clip_grads_with_norm_ first shipped in torch 2.6 (pytorch PR 139662)."""
     assert torch_requirement() == ">=2.6"
     assert hasattr(torch.nn.utils, "get_total_norm") and hasattr(torch.nn.utils, "clip_grads_with_norm_")
-    assert "torch.nn.utils.get_total_norm" in (ROOT / "reinforce_edu" / "llm" / "update.py")  # the trainer's guarded step.read_text()
+    assert "torch.nn.utils.get_total_norm" in (ROOT / "reinforce_edu" / "llm" / "update.py").read_text()  # the guarded step
 
 
 def test_make_installs_the_tested_torch_through_the_constraints_file():
