@@ -34,6 +34,24 @@ def test_notebook_matches_its_lesson_source(name):
     assert problem is None, problem
 
 
+def unexecuted_code_cells(notebook: dict) -> list[int]:
+    """Indices of the code cells a stored notebook holds without having run them (execution_count null)."""
+    return [i for i, c in enumerate(notebook["cells"]) if c["cell_type"] == "code" and c.get("execution_count") is None]
+
+
+@pytest.mark.parametrize("name", LESSONS)
+def test_every_stored_code_cell_was_executed(name):
+    # a synced code cell is stored without outputs until the lesson is executed (scripts/run_notebooks.py)
+    nb = json.loads(sync_lessons.notebook_path(name).read_text(encoding="utf-8"))
+    assert unexecuted_code_cells(nb) == [], f"{name}: execute it with scripts/run_notebooks.py"
+
+
+def test_an_unexecuted_cell_is_found():
+    nb = {"cells": [{"cell_type": "markdown"}, {"cell_type": "code", "execution_count": 3},
+                    {"cell_type": "code", "execution_count": None}]}
+    assert unexecuted_code_cells(nb) == [2]
+
+
 @pytest.fixture
 def lesson_copy(tmp_path, monkeypatch):
     """Lesson 01's source and notebook, copied to tmp_path, where sync_lessons now looks."""
