@@ -456,8 +456,9 @@ explorer = VarianceExplorer()
 display(explorer.widget)
 
 # %% [markdown]
-# How long a redraw takes — moving each control in turn, as a user would (timings depend on the
-# machine; they are printed here and only the bound is checked):
+# How long a redraw takes — moving each control in turn, as a user would. Timings depend on the machine
+# and on what else it is doing, so they are printed here and not checked; the target (median ≤ 0.2 s) is
+# measured by `benchmarks/explorer_redraw.py`, against a bare redraw of an empty figure in the same run.
 
 # %%
 for control, value in [("k", 8), ("k", 3), ("offset", 5.0), ("offset", -2.0), ("n_arms", 10), ("n_arms", 3),
@@ -467,11 +468,6 @@ for control, value in [("k", 8), ("k", 3), ("offset", 5.0), ("offset", -2.0), ("
 times = np.array(explorer.redraw_times)
 redraw_median, redraw_max = float(np.median(times)), float(times.max())
 print(f"{len(times)} redraws: median {1000 * redraw_median:.0f} ms, max {1000 * redraw_max:.0f} ms")
-
-# %%
-# NBVAL_CHECK_OUTPUT
-print(f"redraw under 0.2 s: {redraw_median < 0.2}")
-assert redraw_median < 0.2
 
 # %% [markdown]
 # Where widgets cannot render (a static viewer, a printed page), here is the same plot for the explorer's
@@ -577,7 +573,6 @@ summary = [
      f"{differ['running_mean'] / differ['value']:.2f}, {equal['running_mean'] / equal['value']:.2f}"),
     (f"none variance: best offset → offset {offsets[-1]:+.0f}", f"x{var['none'][-1] / var['none'].min():.0f}"),
     ("value error |V − v|: detached, not detached", f"{late[True]:.3f}, {late[False]:.3f}"),
-    ("explorer redraw under 0.2 s", f"{redraw_median < 0.2}"),
 ]
 for claim, figure in summary:
     print(f"{claim:<62} {figure}")
