@@ -26,7 +26,9 @@
 #
 # Every method trains the last 2 of SmolLM2's 30 blocks on the CPU (lesson 06), sees $B=8$ samples
 # per step — $P=8$ prompts × $k=1$, $P=4$ × $k=2$ or $P=2$ × $k=4$ — for the same number of steps, at
-# the same learning rate, $\beta=0.05$, the reward model of lesson 05 as the proxy and the gold scorer
+# the same learning rate. The prompts are shared: at every step each method takes the first $P$ of the same
+# 8 (`prompt_stride=8`), so a method with fewer prompts sees a subset of vanilla PG's, never other prompts. Also
+# shared: $\beta=0.05$, the reward model of lesson 05 as the proxy and the gold scorer
 # on the side. A fixed number of torch threads (two, the cores of the course's laptop): the numbers then
 # repeat exactly on every run of the notebook on the same machine.
 

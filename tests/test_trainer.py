@@ -224,3 +224,17 @@ def test_cli_flags_config_file_and_help(tmp_path):
     docs = field_docs(TrainConfig)
     assert set(docs) == set(TrainConfig.__dataclass_fields__)  # every field is documented
     assert "AdamW learning rate" in build_parser().format_help()
+
+
+def test_prompt_stride_nests_the_prompts_of_methods_with_fewer_prompts(tmp_path):
+    prompts = [f"Prompt number {i}." for i in range(7)]  # 7: the stream crosses epochs mid-step
+    wide = make(tmp_path, prompts=prompts, prompts_per_step=4, samples_per_prompt=1, baseline="none", prompt_stride=4)
+    narrow = make(tmp_path, prompts=prompts, prompts_per_step=2, samples_per_prompt=2, prompt_stride=4)
+    plain = make(tmp_path, prompts=prompts, prompts_per_step=2, samples_per_prompt=2)
+    for step in range(5):
+        assert narrow.prompt_ids(step).tolist() == wide.prompt_ids(step)[:2].tolist()
+    stream = torch.cat([plain.prompt_ids(step) for step in range(7)]).tolist()  # 14 positions, two epochs
+    assert sorted(stream[:7]) == list(range(7)) and sorted(stream[7:]) == list(range(7))
+    assert [narrow.prompt_ids(step).tolist() for step in range(3)] == [stream[0:2], stream[4:6], stream[8:10]]
+    with pytest.raises(ValueError, match="prompt_stride"):
+        TrainConfig(prompts_per_step=4, prompt_stride=2)

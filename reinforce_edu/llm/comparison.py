@@ -63,7 +63,9 @@ def method_config(name: str, samples_per_step: int, **settings) -> TrainConfig:
     k = METHODS[name]["samples_per_prompt"]
     if B % k:
         raise ValueError(f"samples_per_step={B} must be a multiple of k={k} (method {name!r})")
-    values = {**settings, **METHODS[name], "prompts_per_step": B // k}
+    # every method's step-t prompts are the first B/k of one shared set of B (prompt_stride = B), so the
+    # methods start from the same prompts, not prompts 0.1 apart in gold reward
+    values = {"prompt_stride": B, **settings, **METHODS[name], "prompts_per_step": B // k}
     return dataclasses.replace(TrainConfig(), **values)
 
 

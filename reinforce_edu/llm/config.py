@@ -45,6 +45,9 @@ class TrainConfig:
     """P: prompts per step"""
     samples_per_prompt: int = 4
     """k: completions sampled per prompt (B = P·k rows per step); RLOO needs k >= 2"""
+    prompt_stride: int = 0
+    """positions the shuffled prompt stream advances per step (0: P). With stride S >= P, step t uses the first P
+    of stream positions [t·S, t·S + S): methods with different P then see nested prompt sets at every step"""
     max_new_tokens: int = 32
     """longest completion, in tokens (generation stops earlier at EOS)"""
     temperature: float = 1.0
@@ -120,7 +123,7 @@ class TrainConfig:
                 raise TypeError(f"config field {f.name} must be a {want.__name__}, got {v!r}")
         for name in ("prompts_per_step", "samples_per_prompt", "max_new_tokens", "steps"):
             check_positive_int(getattr(self, name), name)
-        for name in ("trainable_blocks", "checkpoint_every", "lora_rank"):
+        for name in ("trainable_blocks", "checkpoint_every", "lora_rank", "prompt_stride"):
             check_positive_int(getattr(self, name), name, minimum=0)
         for name in ("learning_rate", "temperature"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
@@ -133,6 +136,9 @@ class TrainConfig:
             raise ValueError(f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
         check_choice(self.method, "method", METHODS)
         check_choice(self.advantage_scale, "advantage_scale", ADVANTAGE_SCALES)
+        if 0 < self.prompt_stride < self.prompts_per_step:
+            raise ValueError(f"prompt_stride={self.prompt_stride} must be 0 or >= prompts_per_step={self.prompts_per_step} "
+                             "(a smaller stride would repeat prompts in consecutive steps)")
         if self.advantage_scale == "group_std" and self.samples_per_prompt < 2:
             raise ValueError(f"advantage_scale='group_std' (GRPO) divides by the spread of each prompt's samples: "
                              f"it needs samples_per_prompt >= 2, got {self.samples_per_prompt}")

@@ -141,11 +141,12 @@ class Trainer:
 
     # -- data ------------------------------------------------------------------------------
     def prompt_ids(self, step: int) -> Tensor:
-        """(P,) prompt indices of a step: consecutive slices of one shuffled order per epoch."""
+        """(P,) prompt indices of a step: slices of one shuffled order per epoch, S = prompt_stride (or P) apart."""
         P, N = self.config.prompts_per_step, len(self.prompts)
+        S = self.config.prompt_stride or P
         orders: dict[int, Tensor] = {}
         ids = []
-        for j in range(step * P, step * P + P):  # position j in the endless stream of epochs
+        for j in range(step * S, step * S + P):  # position j in the endless stream of epochs
             epoch, pos = divmod(j, N)
             if epoch not in orders:
                 gen = torch.Generator().manual_seed(step_seed(self.config.seed, epoch, 1))
