@@ -194,6 +194,7 @@ def exact_scores(policy: ToyPolicy, ref: ToyPolicy, enum: Enumeration, rewards: 
 def run_toy_method(name: str, init: ToyPolicy, task: ToyTask, reward_fn: Callable, enum: Enumeration,
                    config: ToyMethodConfig | None = None) -> dict:
     """Train a copy of `init` (also π_ref) with method `name`; return its exact final scores (`exact_scores`)."""
+    check_choice(name, "method", tuple(TOY_METHODS))
     cfg = config or ToyMethodConfig()
     ref = frozen_copy(init)
     policy = train_toy_method(name, copy.deepcopy(init), task, reward_fn, cfg, ref=ref)
