@@ -14,11 +14,15 @@
 # - where our measurements agree with Ahmadian et al. (2024) — RLOO $k{=}4$ > RLOO $k{=}2$ > REINFORCE
 #   with baseline > vanilla PG > PPO on TL;DR — and where they do not, and why;
 # - the **measured row** of the seed text's "REINFORCE vs PPO" table.
+# - the same comparison in miniature on the toy task of lessons 03–04, where every score is exact: a
+#   **strong** (SFT-like) and a **weak** (random) init, 20 seeds, paired differences — which pairs are
+#   resolved, and how many seeds the LLM comparison would need to resolve its own;
+# - the verdict on each of the seed text's 14 claims, and the lesson that tests it.
 #
 # On a 2-core CPU the lesson takes about 3 to 6 minutes (the faster where the CPU computes in bf16,
 # lesson 00): 6 methods × 3 seeds of 4 steps each. That is
 # small: what is robust at this budget is the **cost** of each method; differences in reward are judged
-# with their standard errors. `scripts/full_comparison.py` runs the same comparison longer; its stored
+# with their standard errors. The toy comparison of section 9 adds about 40 s (3 seeds; the stored run has 20). `scripts/full_comparison.py` runs the same comparison longer; its stored
 # result (`data/results/`) is plotted beside this run.
 
 # %% [markdown]
@@ -120,7 +124,7 @@ assert weight(grpo)[0] / weight(grpo)[1] > 0.5  # the easy prompt pushes almost 
 #
 # ## 3. PPO: a critic, GAE and the clipped ratio
 #
-# PPO (`reinforce_edu/llm/ppo.py`) pays the KL per token, $r_t=-\beta k_{1,t}$ plus the reward at the last
+# PPO (`reinforce_edu/llm/ppo.py`, its mathematics in `reinforce_edu/core/ppo.py`) pays the KL per token, $r_t=-\beta k_{1,t}$ plus the reward at the last
 # token, learns a **critic** $V_\phi(s_t)$ — a second copy of the transformer with a scalar head — and
 # forms **GAE** advantages $\hat A_t=\sum_l(\gamma\lambda)^l\delta_{t+l}$ with
 # $\delta_t=r_t+\gamma V_\phi(s_{t+1})-V_\phi(s_t)$. It then takes `ppo_epochs` optimiser steps on the
@@ -426,6 +430,224 @@ assert runs["lora8/reinforce"]["total_mib"] < runs["blocks2/reinforce"]["total_m
 print(f"lesson run time: {time.perf_counter() - start:.0f} s")
 
 # %% [markdown]
+# ## 9. The Ahmadian ordering in miniature: exact scores, many seeds
+#
+# On the LLM the gaps between methods drown in seed-to-seed noise (sections 5–6). The toy sequence task
+# of lessons 03–04 has none of the LLM's unknowns: $J_\beta$, the KL and the optimum are exact sums
+# over all 5461 completions of each prompt, and a run takes a second. So we repeat the comparison there
+# (`reinforce_edu.toy.ordering`), with what the paper's claim is about — the **initialisation**:
+#
+# - **strong init**: the toy policy after `warm_up` on noisy demonstrations (the toy's SFT, as in
+#   lesson 04); **weak init**: the same network's random weights;
+# - the six methods of section 1 (`reinforce_edu.toy.methods`), each $B=16$ samples per step for 30
+#   steps — $16\times1$, $8\times2$ or $4\times4$, every prompt seen 4 times per step by every method —
+#   with $\pi_{\rm ref}$ = the init, $\beta=0.05$, the KL folded into the return, Adam at one learning rate
+#   per init (0.003 from the strong init, 0.03 from the weak one: chosen so that no method reaches the
+#   optimum and none stands still). PPO's critic is a second copy of the GRU with a scalar head
+#   (`ToyCritic`), trained by the same `ppo_update` as the LLM's, 2 epochs per batch;
+# - the score: the exact $J_\beta=\mathbb E[r]-\beta\,\mathrm{KL}(\pi\|\pi_{\rm ref})$ of the final policy,
+#   `match_reward` as $r$, and how much of the gap from the init to the exact optimum
+#   $J_\beta(\pi^*_\beta)$ (lesson 04) it closed;
+# - seed $s$ fixes the init, the demonstrations and the sampling generator, the same for the six methods:
+#   differences are **paired** (`reinforce_edu.core.significance`), and a pair is *resolved* when the mean
+#   paired difference exceeds 2 standard errors.
+#
+# This lesson runs 3 seeds itself; `scripts/toy_ordering.py` ran 20 and stored every score in
+# `data/results/toy_ordering.json`.
+
+# %%
+from reinforce_edu.core.significance import paired_difference, seeds_to_resolve
+from reinforce_edu.toy.methods import TOY_LABELS
+from reinforce_edu.toy.ordering import run_ordering, summarise_ordering
+
+toy_start = time.perf_counter()
+toy_here = summarise_ordering(run_ordering(seeds=(0, 1, 2)))
+toy_file = json.loads(Path("../data/results/toy_ordering.json").read_text())
+toy_full = toy_file["summary"]
+print(f"3 seeds × 6 methods × 2 inits in {time.perf_counter() - toy_start:.0f} s; stored: "
+      f"{len(toy_file['result']['settings']['seeds'])} seeds")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(f"this lesson, 3 seeds: exact J_β (mean ± SE)")
+for kind, sm in toy_here.items():
+    print(f"  {kind} init: J_β {sm['J0']:.3f} -> optimum {sm['J_opt']:.3f};  " +
+          ", ".join(f"{TOY_LABELS[m]} {sm['rows'][m]['J']:.3f} ± {sm['rows'][m]['J_se']:.3f}" for m in sm["order"]))
+    assert all(r["J"] > sm["J0"] and r["J"] < sm["J_opt"] for r in sm["rows"].values())  # all improve; none at the optimum
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+for ax, kind in zip(axes, ("strong", "weak")):
+    sm, here = toy_full[kind], toy_here[kind]
+    names = list(TOY_LABELS)
+    x = range(len(names))
+    ax.bar(x, [sm["rows"][m]["J"] for m in names], yerr=[sm["rows"][m]["J_se"] for m in names], capsize=4,
+           color="tab:blue", alpha=0.6, label=f"stored: {len(toy_file['result']['settings']['seeds'])} seeds (± 1 SE)")
+    ax.errorbar([i + 0.25 for i in x], [here["rows"][m]["J"] for m in names],
+                yerr=[here["rows"][m]["J_se"] for m in names], fmt="o", color="k", label="this lesson: 3 seeds (± 1 SE)")
+    ax.axhline(sm["J0"], color="grey", ls="--", label="J_β of the init")
+    ax.axhline(sm["J_opt"], color="green", ls=":", label="J_β of the exact optimum π*")
+    ax.set_xticks(list(x), [TOY_LABELS[m].replace(" (", "\n(") for m in names], fontsize=7)
+    lo, hi = sm["J0"], sm["J_opt"]
+    ax.set_ylim(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo))
+    ax.set_ylabel("exact J_β = E[r] − β·KL (reward units)")
+    ax.set_title(f"{kind} init: final J_β after 30 steps of 16 samples")
+axes[0].legend(fontsize=7, loc="lower right")
+plt.tight_layout()
+plt.show()
+
+# %%
+# NBVAL_CHECK_OUTPUT
+toy_n = len(toy_file["result"]["settings"]["seeds"])
+for kind in ("strong", "weak"):
+    sm = toy_full[kind]
+    print(f"{kind} init, {toy_n} seeds: J_β {sm['J0']:.3f} at the init, {sm['J_opt']:.3f} at the optimum")
+    print(f"  {'method':<26}{'exact J_β':>16}{'gap closed':>12}{'KL':>14}")
+    for m in sm["order"]:
+        r = sm["rows"][m]
+        print(f"  {TOY_LABELS[m]:<26}{r['J']:>9.3f} ± {r['J_se']:.3f}{r['closed']:>11.0%}{r['kl']:>8.2f} ± {r['kl_se']:.2f}")
+    print("  paired differences of J_β resolved at 2 SE:")
+    for p in sm["pairs"]:
+        if p["resolved"]:
+            hi, lo = (p["a"], p["b"]) if p["mean"] > 0 else (p["b"], p["a"])
+            print(f"    {TOY_LABELS[hi]:<26} > {TOY_LABELS[lo]:<26} by {abs(p['mean']):.3f} ± {p['se']:.3f}")
+    within = [f"{TOY_LABELS[p['a']]} / {TOY_LABELS[p['b']]}" for p in sm["pairs"] if not p["resolved"]]
+    print(f"  within noise ({len(within)} of {len(sm['pairs'])} pairs): {'; '.join(within) or 'none'}")
+    verdicts = []
+    for a, b in zip(list(paper)[:-1], list(paper)[1:]):  # the paper's neighbouring pairs, section 5
+        p = paired_difference(toy_file["result"][kind]["methods"][a]["J"], toy_file["result"][kind]["methods"][b]["J"])
+        verdicts.append("agrees" if p.resolved and p.mean > 0 else "contradicts" if p.resolved else "not resolved")
+    print(f"  against the paper's 4 neighbouring pairs: " +
+          ", ".join(f"{TOY_LABELS[a]} > {TOY_LABELS[b]} {v}" for (a, b), v in zip(zip(list(paper)[:-1], list(paper)[1:]), verdicts)))
+strong, weak = toy_full["strong"], toy_full["weak"]
+assert all(p["resolved"] for p in strong["pairs"])  # from the strong init every pair is resolved ...
+assert strong["order"] == ["ppo", "grpo", "rloo_k4", "running_mean", "rloo_k2", "vanilla_pg"]  # ... so the order is too
+assert {(p["a"], p["b"]) for p in weak["pairs"] if not p["resolved"]} == {
+    ("vanilla_pg", "rloo_k2"), ("vanilla_pg", "grpo"), ("running_mean", "rloo_k4"), ("rloo_k2", "grpo")}
+assert all(p["mean"] < 0 for p in weak["pairs"] if p["b"] == "ppo")  # PPO first from the weak init, resolved
+for sm in (strong, weak):  # the paper's pairs: RLOO k=4 > k=2 and running mean > vanilla agree; PPO last does not
+    assert sm["rows"]["rloo_k4"]["J"] > sm["rows"]["rloo_k2"]["J"] and sm["rows"]["running_mean"]["J"] > sm["rows"]["vanilla_pg"]["J"]
+    assert sm["order"][0] == "ppo"
+lead = {k: (sm["rows"]["ppo"]["closed"] - max(r["closed"] for m, r in sm["rows"].items() if m != "ppo"))
+        for k, sm in toy_full.items()}
+print(f"PPO's lead over the best critic-free method, in shares of the gap to the optimum: "
+      f"strong {lead['strong']:.0%}, weak {lead['weak']:.0%}")
+assert lead["weak"] > lead["strong"] > 0  # the critic helps from both inits, more from the weak one
+
+# %% [markdown]
+# **The finding, against the paper.** Twenty seeds resolve the toy's ordering almost completely (the
+# exact scores leave only the noise of training itself, and pairing removes what a seed's init shares
+# with all six runs):
+#
+# - **From the strong init every pair is resolved**, and the order is PPO > GRPO > RLOO $k=4$ > running
+#   mean > RLOO $k=2$ > vanilla PG. Of the paper's four neighbouring pairs two agree — RLOO $k=4$ above
+#   $k=2$, the running mean above vanilla PG — and two do not: RLOO $k=2$ falls (by 0.002, at 2.2 SE)
+#   below the running mean, and **PPO comes first**, not last. The differences among the four
+#   baselined REINFORCE variants are small (0.002–0.006 in $J_\beta$, a few per cent of the gap to the
+#   optimum); vanilla PG, with no baseline on rewards that are all near 0.9, closes half the gap the
+#   others close.
+# - **From the weak init** PPO leads by more (14 % of the gap against 9 %), the running mean and
+#   RLOO $k=4$ follow, and four pairs stay within noise (listed above).
+# - *Does the critic help from the weak init and not from the strong one?* It helps from **both**, more
+#   from the weak one. The seed's "strong init: no critic needed" is right that RLOO and REINFORCE with
+#   a baseline train stably without one — every method improved $J_\beta$ from both inits, none
+#   diverged — but wrong, on this task, that a critic then buys nothing.
+# - *Does RLOO $k=4$ lead?* It leads RLOO $k=2$ from both inits, as in the paper, but not the field.
+#
+# Why ours may disagree with the paper:
+# - **PPO's second pass.** As in section 1, PPO takes `ppo_epochs=2` Adam steps per batch, the others
+#   one: at the same samples it makes twice the updates, and its KL is the largest from both inits.
+#   Whether its lead is the critic's or the second pass's, this run does not separate (a side run with
+#   one epoch, 6 seeds and not stored, came out level with RLOO $k=4$); `ToyMethodConfig.ppo_epochs=1`
+#   is the experiment to store next.
+# - **An easy critic.** The toy's critic reads the GRU state of a six-token prefix, and the reward is a
+#   deterministic function of the completion: a per-token value is easy to learn, and it gives each token
+#   a baseline of the reward still to come (lesson 03 §2: that is what makes token-level credit pay). A
+#   critic for a 6.9B summariser, judged against a noisy reward model, is a much harder regression.
+# - **The metric and the budget.** We score the exact $J_\beta$ after 30 steps; the paper scores GPT-4
+#   win-rates after full training runs. With $\beta$ and the step count changed the order of close
+#   methods may move; the large gaps (vanilla PG last from the strong init, PPO first) are many SE wide.
+
+# %% [markdown]
+# ## 10. How many seeds would the LLM comparison need?
+#
+# Section 6's stored LLM run has 3 seeds. How large a run would resolve the paper's gaps? For each of
+# the paper's neighbouring pairs we read from it the observed gap in held-out gold reward and the spread of
+# the per-seed difference $d_s$ — **paired** by seed: every method of seed $s$ starts its sampling from
+# the same generator seed and is evaluated with the same sampling seed, so part of the noise may cancel in
+# $d_s$ (sections 5–6 compared the methods unpaired) — and
+# ask how many seeds $n$ put the gap beyond 2 standard errors, $n\ge(2\,\mathrm{sd}(d)/\text{gap})^2$
+# (`core.significance.seeds_to_resolve`; "1" means the 3 seeds already do). Gap and spread both come
+# from 3 seeds, so the answers are orders of magnitude, not a plan; and with 3 seeds "2 SE" is a lenient
+# test (Student's t with 2 degrees of freedom puts the two-sided 95 % bound at 4.3 SE). The cost is the
+# stored run's training seconds per step (its CPU, 1 thread), times its 12 steps, times $n$, for the two
+# methods of the pair; evaluation is extra. A longer run would change the gaps themselves, in a direction
+# one budget cannot tell: the estimate holds at the stored run's 12 steps.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+fs, st = full["summary"], full["settings"]
+gold = {(r["name"], r["seed"]): r["eval"]["gold"] for r in full["runs"]}
+print(f"stored LLM run ({full['device']}): {len(st['seeds'])} seeds, {st['steps']} steps of {st['samples_per_step']} samples")
+print(f"{'pair (paper: first > second)':<50}{'gap':>8}{'sd(d)':>7}{'gap/SE':>8}{'seeds':>7}{'CPU hours':>11}")
+power = {}
+for a, b in zip(list(paper)[:-1], list(paper)[1:]):
+    p = paired_difference([gold[(a, s)] for s in st["seeds"]], [gold[(b, s)] for s in st["seeds"]], (a, b))
+    sd = p.se * math.sqrt(p.n)
+    n_need = seeds_to_resolve(p.mean, sd)
+    hours = n_need * st["steps"] * (fs[a]["s_per_step"] + fs[b]["s_per_step"]) / 3600
+    power[(a, b)] = (p, n_need)
+    print(f"{LABELS[a] + ' vs ' + LABELS[b]:<50}{p.mean:>+8.3f}{sd:>7.3f}{p.mean / p.se:>+8.1f}{n_need:>7}{hours:>11.2f}")
+n_all = max(n for _, n in power.values())
+all_hours = n_all * st["steps"] * sum(fs[n]["s_per_step"] for n in fs) / 3600
+print(f"all six methods at {n_all} seeds: {all_hours:.0f} CPU hours of training")
+eval_se = sum(r["eval"]["gold_se"] for r in full["runs"]) / len(full["runs"])
+between = sum(fs[n]["eval_gold_se"] * math.sqrt(len(st["seeds"])) for n in fs) / len(fs)
+print(f"held-out gold of one run: SE of its evaluation on {st['eval_prompts']} prompts {eval_se:.3f}, "
+      f"spread between seeds {between:.3f} (evaluation: {eval_se ** 2 / between ** 2:.0%} of the variance)")
+gpu = [f.name for f in Path("../data/results").glob("comparison_*.json") if "cpu" not in f.name]
+print("GPU cost: " + (", ".join(gpu) if gpu else "not measured (no stored GPU comparison)"))
+pp = {k: v[0] for k, v in power.items()}
+assert pp[("vanilla_pg", "ppo")].mean < -4.3 * pp[("vanilla_pg", "ppo")].se  # PPO above vanilla PG, even at t(2)
+assert 2 < pp[("running_mean", "vanilla_pg")].mean / pp[("running_mean", "vanilla_pg")].se < 4.3  # 2 SE only
+assert power[("rloo_k4", "rloo_k2")][1] > 10 and power[("rloo_k2", "running_mean")][1] > 100
+assert eval_se ** 2 > 0.4 * between ** 2  # much of the spread between seeds is the evaluation's own noise
+
+# %% [markdown]
+# **Reading it.** Paired by seed, the stored run already resolves two of the four pairs at 2 SE: the
+# running mean above vanilla PG (as in the paper, but only at 2 SE — not at the 4.3 SE a 3-seed t-test asks)
+# and **PPO above vanilla PG** (against the paper, beyond 4.3 SE). RLOO $k=4$ over $k=2$ would need a
+# few dozen seeds, RLOO $k=2$ over the running mean a couple of hundred — the gap there is a tenth of its
+# spread. At the stored run's size that is hours of a CPU per pair and about half a day for all six
+# methods (the table). A GPU would cut it to minutes, but no GPU comparison is stored, so its cost is
+# not stated here. The cheaper lever is the evaluation: about half the variance between seeds is the
+# noise of scoring each run on 48 held-out prompts with one sample each (the last line). More held-out
+# prompts — sampling only, no training — shrink that part of $\mathrm{sd}(d)$ before a single extra seed is
+# trained.
+
+# %% [markdown]
+# ## 11. The seed's 14 claims: what the course found
+#
+# Each claim of the seed text, the verdict of the lesson that tests it, and where (lesson § section):
+#
+# | # | claim (seed text) | verdict | where |
+# |---|---|---|---|
+# | 1 | "The gradient is unbiased for any constant baseline" | supported: the mean of the estimates stays within 4 SE of $\nabla J$ at every offset | 02 §1 “A baseline keeps the gradient unbiased”; 02 §5 “A constant baseline: the mean stays, the variance moves” |
+# | 2 | Running-mean baseline: "simple, slight bias" | refuted: no bias found (shrink 1.03 ± 0.02, 1.7 SE from 1); it uses past returns only | 02 §3 “Five baselines on the same samples” |
+# | 3 | Per-prompt mean: "on-the-fly, unbiased" | partly: the mean that includes the sample shrinks $\nabla J$ by $1-1/n$ (0.90 ± 0.02 at $n=8$); leave-one-out is unbiased (1.01 ± 0.02) | 02 §6 “The seed's batch mean shrinks the gradient by $(1 - 1/n)$”; 02 §3 “Five baselines on the same samples” |
+# | 4 | Variance: zero baseline highest, value function lowest | supported on the bandit: none 0.318 > running mean 0.083 > leave-one-out 0.058 > value 0.032; the running mean beats the value when prompts share a level | 02 §3 “Five baselines on the same samples”; 02 §4 “Per-prompt versus global baselines” |
+# | 5 | Token-level credit "important for long chain-of-thought responses" | not resolved at this length: reward-to-go lowers the per-position variance without a baseline, raises it with the whole return's baseline, learns at the same speed at $T=6$; long sequences not tested | 03 §2 “Token-level credit: reward-to-go, and the variance at each position”; 03 §3 “A delayed reward: learning speed” |
+# | 6 | "Concentrated distributions" lower the single-sample variance | partly: in the logits the variance falls (0.098 → 0.040) as the policy sharpens; over all parameters it rises (5.0 → 19.2) | 03 §5 “"Concentrated distributions lower the variance"” |
+# | 7 | A frozen reference and the KL penalty keep the policy from exploiting the reward | supported for $\beta$ in a range: $\beta=0$ hacks the proxy (gold collapses), $\beta=0.1$ raises gold at KL < 1; below $\beta\approx0.02$ the exact optimum is itself the hack | 04 §2 “Reward hacking without a KL penalty”; 04 §3 “The reward–KL frontier” |
+# | 8 | "Gradient clipping (max norm 1.0) is essential to prevent instability" | not resolved at this budget: with AdamW the unclipped run stayed stable (no skipped step) though clipping acted on every step; a rare outlier batch not tested | 06 §4 “Is gradient clipping essential?” |
+# | 9 | "detach() on the baseline is mandatory" | supported: a learned value left in the graph ends 0.909 from the true value, detached 0.047 | 02 §7 “A learned baseline must be detached” |
+# | 10 | "Strong initialization: the policy doesn't need a critic to stay stable" | partly: without a critic every method trained stably from both inits; but the critic-based PPO still led from the strong init (resolved), by less than from the weak one | 07 §9 “The Ahmadian ordering in miniature: exact scores, many seeds” |
+# | 11 | Memory: REINFORCE ~1× the model, PPO ~2× | partly: the PPO/REINFORCE ratio is 1.8× when every parameter trains (1.5× with 2 blocks, above 2× with LoRA); REINFORCE itself holds ~6× the model, not 1× | 07 §7 “The seed's table, measured” |
+# | 12 | Compute: REINFORCE fast, PPO slow | supported: PPO more than 1.3× the seconds per step of every other method | 07 §4 “The comparison”; 07 §7 “The seed's table, measured” |
+# | 13 | Bias: REINFORCE unbiased, PPO biased (value function) | partly: the REINFORCE estimator is unbiased (01), but the seed's own code is biased (two faults, 04 §6); PPO's bias is argued, not measured | 01 §5 “Unbiased: the mean of many estimates is $\nabla_\theta J$”; 04 §6 “The seed's faults, corrected — and measured”; 07 §7 “The seed's table, measured” |
+# | 14 | RLOO/REINFORCE outperform PPO from a strong init (RLOO k=4 > k=2 > REINFORCE + baseline > vanilla > PPO) | refuted on the toy: PPO first from both inits, all strong-init pairs resolved, 2 of the paper's 4 pairs agree; on the LLM not resolved at 3 seeds (PPO above vanilla PG when paired) | 07 §9 “The Ahmadian ordering in miniature: exact scores, many seeds”; 07 §5 “Against Ahmadian et al. (2024)”; 07 §10 “How many seeds would the LLM comparison need?” |
+
+# %% [markdown]
 # ## Summary
 
 # %%
@@ -450,6 +672,9 @@ print(f"| PPO: more memory than every other method, > 1.3x the s/step of each | 
 # | memory by what trains (every parameter, 2 blocks, LoRA) | `benchmarks/memory_modes.py` → `data/results/memory_modes_*.json`; `llm.lora` |
 # | the larger stored comparison (CPU) | `scripts/full_comparison.py` → `data/results/comparison_<device>.json` |
 # | our trainer against TRL's RLOOTrainer; where the time goes | `benchmarks/README.md` |
+# | the six methods on the toy task, strong vs weak init, exact $J_\beta$ | `toy.methods.run_toy_method`, `ToyCritic`; `toy.ordering`; `scripts/toy_ordering.py` → `data/results/toy_ordering.json` |
+# | paired differences over seeds; seeds needed to resolve a gap | `core.significance.paired_difference`, `seeds_to_resolve` |
+# | PPO's mathematics shared by the LLM and the toy | `core.ppo` (`gae`, `clipped_surrogate`, `ppo_update`) |
 #
 # **What to try next**
 # - `python -m reinforce_edu.train --method ppo --baseline none --samples-per-prompt 1 --ppo-epochs 4`:

@@ -1,21 +1,10 @@
-r"""PPO for a causal LM, the reference point of lesson 07: a learned critic, GAE, the clipped surrogate.
+r"""PPO for a causal LM, the reference point of lesson 07: the critic and the trainer's PPO step.
 
 The comparison REINFORCE/RLOO is measured against (Schulman et al., 2017; as used for RLHF by
-Ouyang et al., 2022). Per completion token t, with s_t = (x, y_<t):
-
-    per-token reward   r_t = −β·k_t + r(x, y)·[t = |y|]          (the KL to π_ref, paid where incurred; k1 by default)
-    TD error           δ_t = r_t + γ·V_φ(s_{t+1}) − V_φ(s_t)      (V_φ(s_{|y|+1}) = 0)
-    GAE advantage      Â_t = Σ_{l≥0} (γλ)^l δ_{t+l}               (= credit.reward_to_go(δ, γλ))
-    value target       Ĝ_t = Â_t + V_φ(s_t)
-    ratio              ρ_t = π_θ(y_t|s_t) / π_old(y_t|s_t)
-    policy loss        L^CLIP = −Σ_t w_t · min(ρ_t Â_t, clip(ρ_t, 1 − ε, 1 + ε) Â_t)
-    value loss         L^V = ½ Σ_t w'_t · max((V_φ − Ĝ_t)², (V_old + clip(V_φ − V_old, ±ε_v) − Ĝ_t)²)
-
-w_t: the aggregation weights of `reinforce_edu.core.credit` (the trainer's setting), w'_t: "token_mean".
-Each batch of samples is used for `epochs` passes. At the first pass π_θ = π_old, so ρ = 1 and
-∇L^CLIP = −Σ_t w_t Â_t ∇log π_θ(y_t): the REINFORCE estimate with a learned, per-token baseline V_φ
-(γ = λ = 1 gives Â_t = R − V_φ(s_t) exactly). The later passes reuse the samples, and the clip stops
-the policy from moving far from π_old on them.
+Ouyang et al., 2022). The mathematics — per-token rewards r_t = −β·k_t + r·[t = |y|], GAE
+Â_t = Σ_l (γλ)^l δ_{t+l}, the clipped surrogate −min(ρ_t Â_t, clip(ρ_t, 1 ± ε) Â_t), the clipped value
+loss and `ppo_update`'s passes over a batch — lives in `reinforce_edu.core.ppo` (re-exported here), so
+that the toy sequence task (`reinforce_edu.toy.methods`) runs the same update with a toy critic.
 
 The critic `ValueModel` is a second copy of the language model's transformer with a scalar head:
 the "~2× memory" of the seed's table. The first pass of each step also supplies π_old and V_old
@@ -27,17 +16,19 @@ Taught in notebooks/07_comparison.ipynb.
 from __future__ import annotations
 
 import copy
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
-from reinforce_edu.core._checks import check_nonnegative, check_positive_int, check_same_shape, check_tensor
-from reinforce_edu.core.credit import aggregate, check_mask, reward_to_go, terminal_rewards
+from reinforce_edu.core._checks import check_tensor
+from reinforce_edu.core.ppo import (clipped_surrogate, clipped_value_loss, gae, ppo_update, token_rewards,  # noqa: F401
+                                    whiten)
 from reinforce_edu.llm.architecture import hidden_size
 from reinforce_edu.llm.logprobs import completion_logprobs
 from reinforce_edu.llm.sampling import position_ids
-from reinforce_edu.core.kl import kl_estimate
+
+__all__ = ["ValueModel", "ppo_step", "clipped_surrogate", "clipped_value_loss", "gae", "ppo_update",
+           "token_rewards", "whiten"]
 
 
 class ValueModel(nn.Module):
@@ -76,137 +67,6 @@ class ValueModel(nn.Module):
         h = hidden[:, prompt_length - 1:L - 1].float()  # (B, T, H)
         with torch.autocast(h.device.type, enabled=False):
             return self.head(h).squeeze(-1)  # (B, T) fp32
-
-
-def token_rewards(rewards: Tensor, mask: Tensor, kl_tok: Tensor | None = None, beta: float = 0.0) -> Tensor:
-    """r_t = r·[t = last token] − β·k_t: (B,), (B, T), (B, T) -> (B, T), zero after EOS, detached."""
-    check_tensor(rewards, "rewards", ndim=1, floating=True, finite=True)
-    m = check_mask(mask, torch.zeros(mask.shape, dtype=rewards.dtype, device=rewards.device))
-    beta = check_nonnegative(beta, "beta")
-    r = terminal_rewards(rewards, m)  # (B, T)
-    if kl_tok is not None and beta > 0:
-        check_same_shape(kl_tok, "kl_tok", m, "mask")
-        r = r - beta * torch.where(m > 0, kl_tok.detach().to(r.dtype), torch.zeros((), dtype=r.dtype))
-    return r.detach()
-
-
-def gae(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float = 1.0, lam: float = 0.95) -> tuple[Tensor, Tensor]:
-    r"""Generalised advantage estimation: (Â, Ĝ), each (B, T), zero after EOS, detached.
-
-    δ_t = r_t + γ V_{t+1} − V_t (V after the last token = 0), Â_t = Σ_{l≥0} (γλ)^l δ_{t+l},
-    Ĝ_t = Â_t + V_t.
-    rewards, values, mask: (B, T). gamma, lam in [0, 1].
-    """
-    check_tensor(rewards, "rewards", ndim=2, floating=True, finite=True)
-    check_tensor(values, "values", ndim=2, floating=True, finite=True)
-    check_same_shape(values, "values", rewards, "rewards")
-    for name, x in (("gamma", gamma), ("lam", lam)):
-        if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0.0 <= x <= 1.0:
-            raise ValueError(f"{name} must be a number in [0, 1], got {x!r}")
-    m = check_mask(mask, rewards)
-    v = values.detach() * m  # (B, T)
-    next_v = torch.cat([v[:, 1:], torch.zeros_like(v[:, :1])], dim=1)  # (B, T): V_{t+1}, 0 after the end
-    delta = (rewards.detach() + gamma * next_v - v) * m  # (B, T)
-    adv = reward_to_go(delta, m, float(gamma) * float(lam))  # Σ_l (γλ)^l δ_{t+l}
-    return adv, (adv + v) * m
-
-
-def whiten(x: Tensor, mask: Tensor, eps: float = 1e-8) -> Tensor:
-    """(x − mean) / std over the unmasked entries (B, T) -> (B, T); 0 where mask == 0."""
-    m = check_mask(mask, x) > 0
-    vals = x[m]
-    if vals.numel() < 2:
-        return torch.where(m, x - vals.mean(), torch.zeros((), dtype=x.dtype))
-    return torch.where(m, (x - vals.mean()) / (vals.std() + eps), torch.zeros((), dtype=x.dtype))
-
-
-def clipped_surrogate(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, clip_range: float = 0.2,
-                      aggregation: str = "token_mean") -> tuple[Tensor, Tensor]:
-    """L^CLIP = Σ_t w_t · max(−ρ_t Â_t, −clip(ρ_t, 1 ± ε) Â_t), and the fraction of tokens the clip acts on.
-
-    logp (with grad), old_logp, advantages, mask: (B, T). Returns (loss scalar, clip fraction scalar).
-    """
-    check_tensor(logp, "logp", ndim=2, floating=True)
-    check_same_shape(old_logp, "old_logp", logp, "logp")
-    check_same_shape(advantages, "advantages", logp, "logp")
-    eps = check_nonnegative(clip_range, "clip_range")
-    m = check_mask(mask, logp)
-    valid = m > 0
-    zero = torch.zeros((), dtype=logp.dtype, device=logp.device)
-    log_ratio = torch.where(valid, logp - old_logp.detach(), zero)  # (B, T), 0 after EOS
-    ratio = torch.exp(log_ratio)  # (B, T)
-    adv = advantages.detach()
-    per_token = torch.maximum(-adv * ratio, -adv * ratio.clamp(1 - eps, 1 + eps))  # (B, T)
-    clipped = ((-adv * ratio.clamp(1 - eps, 1 + eps)) > (-adv * ratio)) & valid
-    return aggregate(per_token, m, aggregation), clipped.float().sum() / valid.sum()
-
-
-def clipped_value_loss(values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor,
-                       clip_range: float = 0.2) -> Tensor:
-    """L^V = ½ mean_t max((V − Ĝ)², (V_old + clip(V − V_old, ±ε_v) − Ĝ)²) over the unmasked tokens.
-
-    values (with grad), old_values, returns, mask: (B, T). Returns a scalar.
-    """
-    check_tensor(values, "values", ndim=2, floating=True)
-    check_same_shape(old_values, "old_values", values, "values")
-    check_same_shape(returns, "returns", values, "values")
-    eps = check_nonnegative(clip_range, "value_clip_range")
-    m = check_mask(mask, values)
-    old = old_values.detach()
-    v_clip = old + (values - old).clamp(-eps, eps)  # (B, T)
-    per_token = 0.5 * torch.maximum((values - returns) ** 2, (v_clip - returns) ** 2)  # (B, T)
-    return aggregate(per_token, m, "token_mean")
-
-
-def ppo_update(policy_logp: Callable[[], Tensor], critic_values: Callable[[], Tensor], rewards: Tensor,
-               mask: Tensor, apply: Callable[[Tensor], float | None], *, ref_logp: Tensor | None = None,
-               beta: float = 0.0, kl_estimator: str = "k1", epochs: int = 2, clip_range: float = 0.2,
-               value_clip_range: float = 0.2, gamma: float = 1.0, lam: float = 0.95,
-               whiten_advantages: bool = True, aggregation: str = "sum") -> dict:
-    """`epochs` PPO passes over one batch of B completions. Returns detached diagnostics.
-
-    policy_logp(): (B, T) log π_θ of the sampled tokens, with grad (the policy's forward pass).
-    critic_values(): (B, T) V_φ(s_t), with grad. rewards: (B,) sequence rewards. mask: (B, T).
-    apply(loss): backpropagates `loss` and steps the optimisers of policy and critic; returns the
-    gradient norm, or None if the update was refused (non-finite), which ends the passes.
-    The first pass also supplies π_old and V_old (see the module docstring).
-    Returned: kl (B,) Σ_t k_t under π_old, returns (B,) r − β·Σ_t k_t, and the mean policy loss,
-    value loss, clip fraction, approximate KL(π_old ‖ π_θ) of the last pass, grad norms, passes done.
-    """
-    check_positive_int(epochs, "epochs")
-    check_tensor(rewards, "rewards", ndim=1, floating=True, finite=True)
-    stats: dict = {"grad_norms": [], "epochs_done": 0}
-    old_logp = old_values = adv = ret = None
-    m = None
-    for epoch in range(epochs):
-        logp = policy_logp()  # (B, T), with grad
-        values = critic_values()  # (B, T), with grad
-        if epoch == 0:
-            m = check_mask(mask, logp)
-            old_logp, old_values = logp.detach(), values.detach()
-            if ref_logp is not None:
-                kl_tok = torch.where(m > 0, kl_estimate(old_logp, ref_logp, kl_estimator), torch.zeros(()))
-            else:
-                kl_tok = torch.zeros_like(old_logp)
-            r_tok = token_rewards(rewards.to(logp.dtype), m, kl_tok, beta)  # (B, T)
-            adv, ret = gae(r_tok, old_values, m, gamma, lam)  # (B, T) each
-            if whiten_advantages:
-                adv = whiten(adv, m)
-            stats["kl"] = (kl_tok * m).sum(dim=1)  # (B,)
-            stats["returns"] = rewards.to(logp.dtype) - beta * stats["kl"]  # (B,)
-            stats["advantage_std"] = adv[m > 0].std().item() if (m > 0).sum() > 1 else 0.0
-        pg_loss, clip_frac = clipped_surrogate(logp, old_logp, adv, m, clip_range, aggregation)
-        v_loss = clipped_value_loss(values, old_values, ret, m, value_clip_range)
-        grad_norm = apply(pg_loss + v_loss)
-        with torch.no_grad():
-            approx_kl = (((old_logp - logp.detach()) * m).sum() / m.sum()).item()  # mean_t log π_old/π_θ
-        stats.update(pg_loss=pg_loss.item(), value_loss=v_loss.item(), clip_fraction=clip_frac.item(),
-                     approx_kl=approx_kl)
-        if grad_norm is None:
-            break
-        stats["grad_norms"].append(grad_norm)
-        stats["epochs_done"] = epoch + 1
-    return stats
 
 
 def ppo_step(trainer, r, logp: Tensor, ref_logp: Tensor, proxy: Tensor, rec: dict) -> tuple[float, str | None]:
