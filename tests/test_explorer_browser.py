@@ -221,7 +221,9 @@ def test_notebook_is_made_of_the_lessons_explorer_cells(tmp_path):
     assert "VarianceExplorer(" in cells[1].source and "display(explorer.widget)" in cells[1].source
 
 
+@pytest.mark.timeout(600)
 def test_each_control_redraws_with_the_library_numbers(voila_url, browser):
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -245,7 +247,10 @@ def test_each_control_redraws_with_the_library_numbers(voila_url, browser):
     in_page, kernel = [], []
     for (control, value), (settings, status) in zip(MOVES, expected):
         _apply(browser, control, value)
-        new = _wait_for_redraw(browser, state)
+        try:
+            new = _wait_for_redraw(browser, state)
+        except TimeoutException:
+            pytest.fail(f"no redraw after {control} -> {value!r}; voila log:\n{log.read_text()[-3000:]}")
         assert new[1].splitlines()[0] == status, f"after {control} -> {value!r}: {settings}"
         new_picture = browser.find_element(By.CSS_SELECTOR, ".widget-image").screenshot_as_png
         assert new_picture != picture, f"the plot did not change after {control} -> {value!r}"
@@ -256,6 +261,7 @@ def test_each_control_redraws_with_the_library_numbers(voila_url, browser):
     assert all(0 < t < 120 for t in in_page), in_page
     timings = {"median_in_page_redraw_s": median, "target_s": TARGET_S, "meets_target": median <= TARGET_S,
                "in_page_redraw_s": in_page, "kernel_redraw_s": kernel, "moves": [list(m) for m in MOVES],
+               "median_beyond_kernel_s": statistics.median(p - k for p, k in zip(in_page, kernel)),  # messages, decoding
                "page_ready_s": page_s, "cpu": f"{platform_id()}; {os.cpu_count()} cores",
                "browser": browser.capabilities.get("browserVersion"), "load_average": os.getloadavg()}
     out = _write_artifacts(browser, timings)
