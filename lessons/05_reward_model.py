@@ -210,16 +210,19 @@ ax.set(xlabel="gold score (VADER compound)", ylabel="learned reward r(x, y)",
 plt.show()
 
 # %% [markdown]
-# The checked figures below are rounded to one decimal: counts of agreeing pairs move in steps of
-# 1/457 or 1/90, and two decimals would sit on a rounding edge (the exact values are printed above).
+# The agreement figures below are rounded to one decimal: counts of agreeing pairs move in steps of
+# 1/457 or 1/90, and two decimals would sit on a rounding edge (the exact values are printed above). The
+# correlation is printed to two decimals with its standard error, $(1-r^2)/\sqrt{n-2}$ for $n = 320$
+# answers (answers to the same prompt are not independent, so read it as a lower bound on the SE).
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(f"Pearson correlation, reward vs gold, 320 held-out answers: {pearson:.1f}")
+pearson_se = (1 - pearson ** 2) / math.sqrt(len(heldout_answers) - 2)
+print(f"Pearson correlation, reward vs gold, 320 held-out answers: {pearson:.2f} ± {pearson_se:.2f}")
 print(f"pairwise agreement, all {int(compared.sum())} same-prompt pairs (near-ties included): {agreement:.1f}")
 for (lo, hi), acc in zip(bins, acc_by_gap):
     print(f"  accuracy on held-out pairs with gold gap in [{lo}, {hi}): {acc:.1f}")
-assert pearson > 0.5 and agreement > 0.65
+assert pearson - 4 * pearson_se > 0.5 and agreement > 0.65  # a strong, resolved correlation; far from 1
 assert acc_by_gap[-1] > acc_by_gap[0], "large gold differences are ranked more reliably"
 
 # %% [markdown]
@@ -365,7 +368,7 @@ summary = [
     ("loss: start (log 2) / train / held-out", f"{curves['train_loss'][0]:.3f} / {curves['train_loss'][-1]:.2f} / {curves['eval_loss'][-1]:.2f}"),
     ("pairwise accuracy: train / held-out", f"{train_acc:.2f} / {held_acc:.2f}"),
     ("held-out accuracy, gold gap small -> large", " / ".join(f"{a:.1f}" for a in acc_by_gap)),
-    ("Pearson r vs gold, held-out answers", f"{pearson:.1f}"),
+    ("Pearson r vs gold, held-out answers", f"{pearson:.2f} ± {pearson_se:.2f}"),
     ("pairwise agreement, all same-prompt pairs", f"{agreement:.1f}"),
     ("calibration: best rescaling (1 = calibrated)", f"{best_scale:.2f}"),
     ("shipped head: held-out accuracy / cosine", f"{shipped_acc:.2f} / {cosine:.2f}"),
