@@ -626,7 +626,7 @@ summary = [
     (f"batch-mean shrink, n = {n} (theory {1 - 1 / n:.3f})", f"{by_name['batch_mean']['shrink']:.3f}"),
     ("running mean / value variance: levels differ, equal",
      f"{differ['running_mean'] / differ['value']:.2f}, {equal['running_mean'] / equal['value']:.2f}"),
-    ("shrink: running mean past only / current folded in / prompt mean",
+    ("shrink: running mean (past only / current in), prompt mean",
      " / ".join(f"{row[2]:.3f}" for row in bias_rows)),
     ("levels equal: leave-one-out / running mean variance", f"{loo_run:.2f} ± {loo_run_se:.2f}"),
     (f"none variance: best offset → offset {offsets[-1]:+.0f}", f"x{var['none'][-1] / var['none'].min():.0f}"),
