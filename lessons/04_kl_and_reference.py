@@ -10,7 +10,9 @@
 #   **exact** KL, near and far from the reference;
 # - KL **folded into the reward** (detached) versus KL **as a loss term**: which gradients are right;
 # - the seed text's two faults, (a) the KL inside the advantage is not detached and (b) the batch mean
-#   includes the sample itself, **measured** against the exact gradient of the KL-regularised objective.
+#   includes the sample itself, **measured** against the exact gradient of the KL-regularised objective;
+# - what **one unlucky batch** does with and without gradient clipping, under Adam and under plain SGD —
+#   the KL jump, the drop in reward and the recovery, exactly, over 5 seeds.
 #
 # Same toy policy as lesson 03, same loss `reinforce_loss`, one new idea: the reference.
 

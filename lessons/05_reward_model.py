@@ -190,7 +190,8 @@ assert train_acc > held_acc, "and, like every model, fits its training pairs bet
 # %%
 layer_run = json.loads(Path("../data/results/reward_layers.json").read_text())
 layers, layer_acc, layer_se = layer_run["layers"], layer_run["accuracy"], layer_run["accuracy_se"]
-layer_correct = torch.tensor(layer_run["correct"], dtype=torch.float64)  # (L, M) 1 = ranked like the gold scorer
+layer_correct = torch.tensor([[int(c) for c in row] for row in layer_run["correct"]],
+                             dtype=torch.float64)  # (L, M): 1 = ranked like the gold scorer
 fig, ax = plt.subplots(figsize=(6, 3.2))
 ax.errorbar(layers, layer_acc, yerr=layer_se, fmt="o-", capsize=2)
 ax.axvline(reward_model.layer, color="grey", ls=":", label=f"layer {reward_model.layer} (this lesson)")

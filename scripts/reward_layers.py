@@ -48,7 +48,8 @@ def main(argv: list[str]) -> None:
         print(f"layer {layer:>2}: held-out accuracy {a:.3f} ± {s:.3f}", flush=True)
     write_result(args.output, __file__, argv, ROOT, n_layers=n_layers, train_pairs=len(train),
                  heldout_pairs=len(held), feature_seconds=round(seconds, 1), layers=list(range(1, n_layers + 1)),
-                 accuracy=acc, accuracy_se=se, correct=[[int(c) for c in row] for row in correct.tolist()])
+                 accuracy=acc, accuracy_se=se,
+                 correct=["".join(str(int(c)) for c in row) for row in correct.tolist()])  # per layer: "0110…"
 
 
 if __name__ == "__main__":

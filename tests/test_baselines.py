@@ -128,9 +128,8 @@ def test_running_mean_including_the_current_batch_shrinks_the_gradient():
     from reinforce_edu.toy.bandits import make_bandit
     bandit = make_bandit(n_prompts=2, n_arms=3, seed=0, offset=1.0)
     policy = bandit.make_policy(init_std=1.0, seed=1)
-    rows = {r["baseline"]: r for r in compare_baselines(
-        bandit, policy, {"past": RunningMeanBaseline(decay=0.5), "current": RunningMeanBaseline(0.5, include_current=True)},
-        k=1, n_batches=3000, seed=0)}
+    pair = {"past": RunningMeanBaseline(decay=0.5), "current": RunningMeanBaseline(0.5, include_current=True)}
+    rows = {r["baseline"]: r for r in compare_baselines(bandit, policy, pair, k=1, n_batches=3000, seed=0)}
     n = 2
     assert abs(rows["past"]["shrink"] - 1) < 4 * rows["past"]["shrink_se"]
     assert abs(rows["current"]["shrink"] - (1 - 0.5 / n)) < 4 * rows["current"]["shrink_se"]

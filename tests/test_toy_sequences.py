@@ -221,7 +221,8 @@ def test_train_toy_sgd_takes_the_plain_gradient_step():
                           match_reward(TASK, batch.prompt_ids, batch.tokens, batch.mask), batch.mask,
                           baseline=LeaveOneOutBaseline(), group_size=4, prompts=torch.arange(TASK.n_prompts)).loss
     grads = torch.autograd.grad(loss, list(policy.parameters()))
-    train_toy(policy, TASK, match_reward, ToyTrainConfig(steps=1, k=4, lr=0.1, optimizer="sgd", max_grad_norm=0, seed=0))
+    cfg = ToyTrainConfig(steps=1, k=4, lr=0.1, optimizer="sgd", max_grad_norm=0, seed=0)
+    train_toy(policy, TASK, match_reward, cfg)
     for p, p0, g in zip(policy.parameters(), start, grads):
         torch.testing.assert_close(p.detach(), p0 - 0.1 * g, atol=1e-6, rtol=1e-5)
     with pytest.raises(ValueError, match="optimizer"):
