@@ -180,6 +180,36 @@ print(f"batch_mean    shrink {r['shrink']:.2f} ± {r['shrink_se']:.2f}: {abs(z_t
 assert abs(z_target) < 4 and abs(z1) > 4
 
 # %% [markdown]
+# **The seed's two claims about bias, checked.** The seed text says a running mean has "a slight bias" and a
+# per-prompt mean is unbiased. Both are the wrong way round. A running mean of **past** returns is a constant
+# as far as the current sample is concerned — it was fixed before the sample was drawn — so section 1's
+# argument applies and it is **unbiased** (its shrink above sits within noise of 1). What biases a baseline is
+# containing the **current** sample: the seed's batch mean (above), a per-prompt mean taken over the prompt's
+# own $k$ samples, self included (shrink $1-\frac1k$), or a running mean updated with the current batch
+# *before* it is used, $b = d\,b_{\text{past}} + (1-d)\,\bar R_{\text{batch}}$, which holds $(1-d)R_i/n$ of each
+# sample (shrink $1-\frac{1-d}{n}$; `RunningMeanBaseline(include_current=True)`). Measured on 4000 batches
+# each, decay $d = 0.5$:
+
+# %%
+bias_cases = [("running mean, past batches only", RunningMeanBaseline(decay=0.5), 1, 1.0),
+              ("running mean, current batch folded in", RunningMeanBaseline(decay=0.5, include_current=True), 1,
+               1 - 0.5 / P),
+              ("per-prompt mean, self included", BatchMeanBaseline(per_prompt=True), 2, 1 - 1 / 2)]
+bias_rows = []
+for label, baseline, k_case, theory in bias_cases:
+    (r,) = compare_baselines(bandit, policy, {label: baseline}, k=k_case, n_batches=4000, seed=2)
+    bias_rows.append((label, P * k_case, r["shrink"], r["shrink_se"], theory))
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for label, n_case, s, se, theory in bias_rows:
+    print(f"{label:<38} n = {n_case}: shrink {s:.3f} ± {se:.3f}, theory {theory:.3f} "
+          f"({abs(s - theory) / se:.1f} SE), {abs(s - 1) / se:.1f} SE from 1")
+    assert abs(s - theory) < 4 * se  # every case where its formula puts it
+assert abs(bias_rows[0][2] - 1) < 4 * bias_rows[0][3]  # past batches only: unbiased (the seed: "slight bias")
+assert all(abs(s - 1) > 4 * se for _, _, s, se, _ in bias_rows[1:])  # current sample included: biased
+
+# %% [markdown]
 # ## 4. Per-prompt versus global baselines
 #
 # The prompts sit at different reward levels, $v(x)$ printed above from 0.56 to 2.97. A **global**
@@ -199,9 +229,10 @@ def few_baselines():
     return {"running_mean": RunningMeanBaseline(), "leave_one_out": LeaveOneOutBaseline(),
             "value": ValueBaseline(n_prompts=P)}
 
-level_rows = {label: {r["baseline"]: r["variance"] for r in compare_baselines(b, policy, few_baselines(), k=K,
-                                                                               n_batches=M, seed=0)}
-              for label, b in (("levels differ", bandit), ("levels equal", levelled))}
+level_stats = {label: {r["baseline"]: r for r in compare_baselines(b, policy, few_baselines(), k=K, n_batches=M,
+                                                                 seed=0)}
+               for label, b in (("levels differ", bandit), ("levels equal", levelled))}
+level_rows = {label: {name: r["variance"] for name, r in rows.items()} for label, rows in level_stats.items()}
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -213,6 +244,30 @@ differ, equal = level_rows["levels differ"], level_rows["levels equal"]
 assert differ["running_mean"] > 2 * differ["value"]  # a global baseline pays for the level spread
 assert equal["running_mean"] < 1.5 * equal["value"]  # ... and stops paying once the levels agree
 assert abs(equal["leave_one_out"] / differ["leave_one_out"] - 1) < 1e-3  # per-prompt: unaffected
+
+# %% [markdown]
+# With the levels equal the order even **reverses**: the running mean beats leave-one-out. At $k = 2$
+# leave-one-out's baseline for a sample is the *one* other sample of its prompt, as noisy as the sample
+# itself: $\operatorname{Var}(R_j - R_l) = 2\sigma^2$ where a baseline averaged over many past batches leaves
+# $\approx\sigma^2$. In general leave-one-out pays a factor $1 + \frac{1}{k-1} = \frac{k}{k-1}$ for its own noise
+# (on the advantage; on the gradient only about that, since the advantage and the score are not independent:
+# measured 2.11 ± 0.04 here).
+# So "none > running mean > per-prompt > value" holds only when the prompts' levels differ by more than that
+# noise; with equal levels a global running mean is as good as a learned per-prompt value, and leave-one-out
+# at small $k$ is the worst of the three. (Lesson 03 finds the same on a sequence task whose prompts sit at
+# one level.)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+eq = level_stats["levels equal"]
+for name in ("running_mean", "leave_one_out", "value"):
+    print(f"levels equal, {name:<13}: tr Cov {eq[name]['variance']:.4f} ± {eq[name]['variance_se']:.4f}")
+loo_run = eq["leave_one_out"]["variance"] / eq["running_mean"]["variance"]
+loo_run_se = loo_run * math.sqrt(sum((eq[n]["variance_se"] / eq[n]["variance"]) ** 2
+                                     for n in ("leave_one_out", "running_mean")))
+print(f"leave-one-out / running mean = {loo_run:.2f} ± {loo_run_se:.2f}   (k/(k − 1) = {K / (K - 1):.0f} at k = {K})")
+assert loo_run - 1 > 4 * loo_run_se  # reversed: the running mean is quieter when levels are equal
+assert 1.8 < loo_run < 2.4  # ... by about k/(k − 1) = 2 (not exactly: A and the score are not independent)
 
 # %% [markdown]
 # For an LLM, prompts are the rule, not the exception: "write a haiku" and "prove this lemma" earn very
@@ -571,6 +626,9 @@ summary = [
     (f"batch-mean shrink, n = {n} (theory {1 - 1 / n:.3f})", f"{by_name['batch_mean']['shrink']:.3f}"),
     ("running mean / value variance: levels differ, equal",
      f"{differ['running_mean'] / differ['value']:.2f}, {equal['running_mean'] / equal['value']:.2f}"),
+    ("shrink: running mean (past only / current in), prompt mean",
+     " / ".join(f"{row[2]:.3f}" for row in bias_rows)),
+    ("levels equal: leave-one-out / running mean variance", f"{loo_run:.2f} ± {loo_run_se:.2f}"),
     (f"none variance: best offset → offset {offsets[-1]:+.0f}", f"x{var['none'][-1] / var['none'].min():.0f}"),
     ("value error |V − v|: detached, not detached", f"{late[True]:.3f}, {late[False]:.3f}"),
 ]

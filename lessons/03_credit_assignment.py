@@ -11,7 +11,10 @@
 #   discount $\gamma<1$ does to it;
 # - how the four ways of **averaging token losses** (sum, per-sequence mean as in GRPO, token mean as in
 #   DAPO, a constant as in Dr. GRPO) push completions to be **longer or shorter** — measured;
-# - whether "concentrated distributions lower the variance", as the seed text claims.
+# - whether token-level credit helps **long** sequences ($T=32$, a reward revealed in blocks): the variance,
+#   with learned and leave-one-out baselines, and the learning speed over seeds;
+# - whether "concentrated distributions lower the variance", as the seed text claims — sharpening the policy
+#   at a fixed gradient scale, and measuring the signal-to-noise ratio, not only the variance.
 #
 # Lessons 01–02 were bandits: one action, $T=1$. Here an action is a sequence of tokens. The loss is the
 # same function, `reinforce_edu.core.losses.reinforce_loss`, with the bandit as its case $T=1$.
@@ -37,19 +40,24 @@
 
 # %%
 import copy
+import json
 import time
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
 
 from reinforce_edu.core.baselines import LeaveOneOutBaseline
-from reinforce_edu.core.credit import aggregation_weights, completion_mask
+from reinforce_edu.core.credit import aggregation_weights, completion_mask, reward_to_go
 from reinforce_edu.core.losses import reinforce_loss
 from reinforce_edu.toy.estimates import batch_estimates, position_variance, sequence_scores, token_scores
+from reinforce_edu.toy.long_task import (block_rewards, credit_gradients, grouped_total_variance, long_task, mean_se,
+                                         sampled_objective, warm_policy)
 from reinforce_edu.toy.rewards import delayed_rewards, first_token_reward, match_reward, match_token_rewards
 from reinforce_edu.toy.enumeration import Enumeration
-from reinforce_edu.toy.sequences import ToyPolicy, ToyTask, demonstrations, scaled_copy, warm_up
+from reinforce_edu.toy.sequences import ToyPolicy, ToyTask, demonstrations, sharpened_copy, warm_up
 from reinforce_edu.toy.train import ToyTrainConfig, train_toy
+from reinforce_edu.toy.value import fit_value, predict_value, prefix_features
 
 torch.set_num_threads(1)  # tiny tensors: one thread is faster, and the same numbers everywhere
 start = time.perf_counter()
@@ -229,7 +237,143 @@ assert final["token, gamma=0.5"]["key20"] < final["token, gamma=1"]["key20"]  # 
 #   completion — compare the lengths.) For LLMs the usual choice is $\gamma=1$.
 
 # %% [markdown]
-# ## 4. Aggregation modes: sum, per-sequence mean, token mean, constant — and output length
+# ## 4. Long sequences: $T=32$, a reward revealed in blocks
+#
+# The seed text says token-level credit "helps long sequences". Sections 2–3 had $T\le 6$. Here a task
+# with $T=32$ (`reinforce_edu/toy/long_task.py`): four prompts, each asking for a random 31-token string
+# (then EOS). The match reward of section 2 is **partial and delayed**: the matches of each block of 8
+# tokens are paid together at the block's last token (`block_rewards`), so the return $R$ is the same
+# match fraction, revealed four times per completion. Token $t$'s reward-to-go $G_t$ drops the blocks paid
+# before it; sequence credit gives every token the whole $R$.
+#
+# At $4^{32}$ completions nothing is enumerated: $J$ and the variance are **sampled**, each with its standard
+# error. The policy starts from a short SFT on noisy demonstrations (`warm_policy`). Per-sample gradients
+# $g_i=\sum_t A_{it}\nabla_\theta\log\pi_\theta(y_{it}|\cdot)$ come from one `vmap` (`credit_gradients`), for
+# 4 × 128 completions in groups of $k=8$; $\operatorname{tr}\operatorname{Cov}(g_i)$ and its SE are taken over
+# the 64 groups (`grouped_total_variance`: samples sharing a leave-one-out baseline are not independent).
+#
+# Two baselines are **learned**, not exact (`reinforce_edu/toy/value.py`): a critic
+# $V(x,y_{<t})=w\cdot[h_t,\mathrm{onehot}(t)]$ on the GRU state $h_t$ the policy reads $y_t$ from, fitted by
+# ridge regression to $G_t$ on a **separate** pool of 4 × 64 completions (so it does not depend on the sample
+# it is subtracted from); its value at $t=1$ is a value of the prompt, $V(x)$, since $G_1=R$. And a global
+# mean of $R$ over that pool: what a running-mean baseline settles to.
+
+# %%
+section_start = time.perf_counter()
+long = long_task(32)
+long_sft = warm_policy(long)  # 20 SFT steps on noisy demonstrations
+J_start, J_start_se = sampled_objective(long_sft, 256, seed=1)
+K_LONG = 8
+pool32 = long_sft.sample(torch.arange(long.n_prompts), 16 * K_LONG, generator=torch.Generator().manual_seed(4))
+fit32 = long_sft.sample(torch.arange(long.n_prompts), 64, generator=torch.Generator().manual_seed(5))
+r32 = block_rewards(long, pool32.prompt_ids, pool32.tokens, pool32.mask)  # (B, T), B = 512
+r_fit = block_rewards(long, fit32.prompt_ids, fit32.tokens, fit32.mask)  # (256, T)
+w_value = fit_value(prefix_features(long_sft, fit32.prompt_ids, fit32.tokens), reward_to_go(r_fit, fit32.mask),
+                    fit32.mask)  # the critic, fitted on the separate pool
+V32 = predict_value(prefix_features(long_sft, pool32.prompt_ids, pool32.tokens), w_value, pool32.mask)  # (B, T)
+R32, G32, m32 = r32.sum(1, keepdim=True), reward_to_go(r32, pool32.mask), pool32.mask  # (B, 1), (B, T), (B, T)
+global_mean = float(r_fit.sum(1).mean())  # a running mean's limit: one number for every prompt
+
+
+def loo_advantages(**kw):  # (B, T) advantages of reinforce_loss, leave-one-out within groups of K_LONG
+    return reinforce_loss(torch.zeros_like(r32), r32, m32, group_size=K_LONG,
+                          baseline=LeaveOneOutBaseline(), **kw).advantages
+
+
+long_variants = {
+    "sequence, none": R32 * m32,
+    "sequence, global mean": (R32 - global_mean) * m32,
+    "sequence, leave-one-out": loo_advantages(credit="sequence"),
+    "sequence, learned V(x)": (R32 - V32[:, :1]) * m32,
+    "token, sequence LOO": loo_advantages(credit="token"),
+    "token, position LOO": loo_advantages(credit="token", token_baseline="position"),
+    "token, learned V(x, y<t)": (G32 - V32) * m32,
+}
+long_var = {name: grouped_total_variance(credit_gradients(long_sft, pool32.prompt_ids, pool32.tokens, m32, a),
+                                         K_LONG)[0] for name, a in long_variants.items()}  # (64,) group means
+ref_var = long_var["sequence, leave-one-out"].mean()
+long_rel = {name: mean_se((v - long_var["sequence, leave-one-out"]) / ref_var) for name, v in long_var.items()}
+print(f"section 4, variance part: {time.perf_counter() - section_start:.1f} s")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(f"T = {long.max_len}, blocks of 8; start: J = {J_start:.3f} ± {J_start_se:.3f} (sampled)")
+print(f"{'credit, baseline':<26}{'tr Cov(g_i)':>18}{'vs sequence LOO (paired)':>28}")
+for name, v in long_var.items():
+    mean, se = mean_se(v)
+    rel, rel_se = long_rel[name]
+    print(f"{name:<26}{mean:>11.2f} ± {se:.2f}{rel:>+18.2f} ± {rel_se:.2f}")
+z = {name: rel / se if se > 0 else 0.0 for name, (rel, se) in long_rel.items()}
+assert z["token, position LOO"] < -4 and z["token, learned V(x, y<t)"] < -4  # token credit + a baseline of G_t: lower
+assert z["sequence, none"] > 4  # no baseline: far higher
+assert z["token, sequence LOO"] > 2.5  # the pitfall of section 2: G_t minus a baseline of R, higher
+for name in ("sequence, global mean", "sequence, learned V(x)"):  # vs LOO: the factor 1 + 1/(k−1) of LOO
+    rel, se = long_rel[name]
+    assert abs(rel + 1 / K_LONG) < 3 * se, name  # (V − LOO)/LOO = −1/k, within 3 SE
+
+# %% [markdown]
+# Reading the table: with a baseline of $G_t$ — leave-one-out per position, or the learned critic — token
+# credit cuts the variance of the long task by about a third to a half against sequence credit with
+# leave-one-out; with the baseline of $R$ it *raises* it (the pitfall of section 2, again). On the sequence
+# side the two learned baselines, the prompt's value $V(x)$ and the **global** mean, both beat leave-one-out
+# by the factor $1+\frac1{k-1}$ that a baseline made of $k-1$ other samples pays for its own noise
+# ($-1/k=-0.125$ relative): these four prompts sit at the same reward level, the case where lesson 02 found a
+# global baseline as good as a per-prompt one.
+#
+# **Does lower variance learn faster?** Three learners, `train_toy` from the same warm policy (8 samples per
+# prompt, leave-one-out, Adam lr 0.01, clip 1.0), 10 seeds × 80 steps; $J$ sampled (256 completions per
+# prompt) every 10 steps; seed $s$ draws the same first batch for every learner, so differences are paired.
+# The runs take about 2 minutes of CPU here, too long for a lesson: `scripts/long_credit.py` made them and
+# stored `data/results/long_credit.json`, read below.
+
+# %%
+long_run = json.loads(Path("../data/results/long_credit.json").read_text())
+steps32 = long_run["steps"]
+curves32 = {name: torch.tensor(c, dtype=torch.float64) for name, c in long_run["J"].items()}  # (seeds, evals)
+fig, ax = plt.subplots(figsize=(6.5, 3.2))
+for name, c in curves32.items():
+    mean, se = c.mean(0), c.std(0) / c.shape[0] ** 0.5
+    ax.plot(steps32, mean.tolist(), "o-", ms=3, label=name)
+    ax.fill_between(steps32, (mean - se).tolist(), (mean + se).tolist(), alpha=0.25)
+ax.set(xlabel="step", ylabel="J = E[match reward] (sampled)",
+       title=f"T = 32, block rewards: mean of {curves32['sequence'].shape[0]} seeds, band ± 1 SE")
+ax.legend(fontsize=8)
+plt.show()
+
+# %%
+# NBVAL_CHECK_OUTPUT
+i20, i80 = steps32.index(20), steps32.index(80)
+LEVEL = 0.31  # "steps to reach": the first evaluation with J ≥ LEVEL (every 10 steps; 90 if never)
+reach = {name: torch.tensor([next((st for st, j in zip(steps32, row) if j >= LEVEL), 90) for row in c.tolist()],
+                            dtype=torch.float64) for name, c in curves32.items()}  # (seeds,)
+print(f"{long_run['settings']['seeds']} seeds, mean ± SE; Δ = paired difference to sequence credit")
+print(f"{'learner':<26}{'J at step 20':>16}{'J at step 80':>16}{'Δ at 20':>17}{'Δ at 80':>17}"
+      f"{'steps to ' + str(LEVEL):>16}{'Δ steps':>14}")
+speed = {}
+for name, c in curves32.items():
+    d = c - curves32["sequence"]  # (seeds, evals) paired by seed
+    speed[name] = [mean_se(c[:, i]) for i in (i20, i80)] + [mean_se(d[:, i]) for i in (i20, i80)] + [
+        mean_se(reach[name]), mean_se(reach[name] - reach["sequence"])]
+    print(f"{name:<26}" + "".join(f"{m:>9.3f} ± {s:.3f}" for m, s in speed[name][:4])
+          + "".join(f"{m:>8.0f} ± {s:.0f}" for m, s in speed[name][4:]))
+pos, tok_r = speed["token, position baseline"], speed["token, sequence baseline"]
+assert abs(pos[2][0]) < 3 * pos[2][1] and abs(pos[5][0]) < 3 * pos[5][1]  # early speed: no resolved difference
+assert 0 < pos[3][0] < 0.01  # after 80 steps: ahead by less than 0.01 (about 3 SE: small, barely resolved)
+assert tok_r[3][0] + 3 * tok_r[3][1] < 0 and tok_r[5][0] > 3 * tok_r[5][1]  # baseline of R: slower, resolved
+
+# %% [markdown]
+# **What is found.** Token-level credit with a baseline of $G_t$ lowers the variance on the long task by about a
+# third, but in 10 seeds × 80 steps it does **not** learn measurably faster: the difference in $J$ at step 20
+# and in the steps to reach $J = 0.31$ is within noise, and after 80 steps it is ahead by about 0.005 — roughly
+# 3 SE, a small effect at the edge of resolution. Token-level credit with the baseline of $R$ — higher
+# variance — is **slower**, and that is resolved. So the seed's "token-level credit helps long sequences" holds
+# for the variance, given the right baseline; for learning speed it is not resolved at this budget, and any
+# gain is small. Why so little? Both learners reach the same plateau set by the policy's capacity (a GRU of 16
+# units memorising four random 31-token strings), and Adam normalises the step, so a third less variance buys
+# little speed.
+
+# %% [markdown]
+# ## 5. Aggregation modes: sum, per-sequence mean, token mean, constant — and output length
 #
 # After credit comes the sum over tokens and sequences, $L=\sum_{i,t}w_{it}\,(-A_{it}\log\pi_\theta(y_{it}))$
 # (`reinforce_edu/core/credit.py`, `aggregation=`):
@@ -330,52 +474,92 @@ assert ok < ex_ok - 4 * ok_se and bad > ex_bad + 4 * bad_se  # shorter correct, 
 # to stop, as in any neural policy.
 
 # %% [markdown]
-# ## 5. "Concentrated distributions lower the variance"
+# ## 6. "Concentrated distributions lower the variance"
 #
 # The seed text says LLMs suit REINFORCE because at each step the policy puts its mass on a few tokens.
 # For a softmax, the score with respect to the **logits** is $e_{y}-\pi$, with
-# $\mathbb E\|e_y-\pi\|^2=1-\sum_v\pi(v)^2$: it vanishes as $\pi$ concentrates. We sharpen or flatten the
-# warm policy by scaling its output layer (`scaled_copy`, inverse temperature 0.5…4), and measure the
-# exact per-token entropy and the variance of one sample's gradient (leave-one-out, `match_reward`),
-# both for the **output bias** (the gradient with respect to the logits, summed over positions) and for
-# **all parameters**.
+# $\mathbb E\|e_y-\pi\|^2=1-\sum_v\pi(v)^2$: it vanishes as $\pi$ concentrates.
+#
+# To test it we must sharpen the policy **without changing the scale of its gradient**. Multiplying the
+# output layer by $s$ (`scaled_copy`) sharpens $\pi$ to $\mathrm{softmax}(s z)$ but also multiplies by $s$
+# every gradient that flows back through that layer — a confound: the variance then grows with $s$ for a
+# reason that has nothing to do with concentration. `sharpened_copy` instead adds a **logit offset**
+# $(s-1)\,c$ with $c=z_\theta$ held constant: the same distribution $\mathrm{softmax}(s z)$, and
+# $\nabla_\theta\log\pi'(y)=(\partial z/\partial\theta)^\top(e_y-\pi')$ at the scale of $z$ (`scaled_copy`'s
+# gradient is exactly this one with every parameter below the output layer multiplied by $s$; a test checks it).
+#
+# And variance alone is not the point: a sharper policy also has a smaller true gradient $\nabla J$. What
+# decides how many samples a good step needs is the **signal-to-noise ratio** of one sample,
+# $\mathrm{SNR}=\|\nabla J\|^2/\operatorname{tr}\operatorname{Cov}(g_i)$, which no rescaling of the
+# gradient changes. For inverse temperatures $s=0.5\ldots4$: the exact entropy and $\nabla J$ (enumeration),
+# and $\operatorname{tr}\operatorname{Cov}(g_i)$ of one sample (300 completions per prompt, leave-one-out
+# within groups of 10, SE over the 120 groups), match reward, all parameters.
 
 # %%
+section_start = time.perf_counter()
+head_columns = sft.head.weight.numel() + sft.head.bias.numel()  # the output layer: the last columns of g
 temp_rows = []
 for inv_t in (0.5, 1.0, 2.0, 4.0):
-    pol = scaled_copy(sft, inv_t)
+    pol = sharpened_copy(sft, inv_t)  # softmax(s·z), the gradient at the scale of z
+    grad_J = torch.cat([g.reshape(-1) for g in torch.autograd.grad(
+        enum.expectation(enum.seq_logprobs(pol), gold), list(pol.parameters()))])  # exact ∇J, (D,)
     with torch.no_grad():
         entropy = float(enum.entropy(pol))
     b = pol.sample(torch.arange(P), 300, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         lp = pol.log_probs(b.prompt_ids, b.tokens)
     out = reinforce_loss(lp, match_reward(task, b.prompt_ids, b.tokens, b.mask), b.mask,
-                         baseline=LeaveOneOutBaseline(), group_size=300)
+                         baseline=LeaveOneOutBaseline(), group_size=10)
     g = (out.advantages[..., None] * token_scores(pol, b.prompt_ids, b.tokens, b.mask)).sum(1)  # (B, D)
-    bias_slice = g[:, -task.vocab_size:]  # head.bias is the last parameter: ∂/∂logits
-    temp_rows.append((inv_t, entropy, float(bias_slice.double().var(0).sum()), float(g.double().var(0).sum())))
+    scale = torch.full((g.shape[1],), float(inv_t))
+    scale[-head_columns:] = 1.0  # scaled_copy's gradient = this one × s below the output layer (exact)
+    row = {"s": inv_t, "entropy": entropy}
+    for name, gg, gJ in (("offset", g, grad_J), ("scaled", g * scale, grad_J * scale)):
+        var, var_se = mean_se(grouped_total_variance(gg, 10)[0])
+        signal = float(gJ.double() @ gJ.double())  # ‖∇J‖²
+        row[name] = dict(var=var, var_se=var_se, signal=signal, snr=signal / var, snr_se=signal / var * var_se / var)
+    temp_rows.append(row)
+print(f"section 6: {time.perf_counter() - section_start:.1f} s")
 
-fig, ax = plt.subplots(figsize=(5, 3))
-ax.plot([r[1] for r in temp_rows], [r[2] for r in temp_rows], "o-", label="output bias (logits)")
-ax.plot([r[1] for r in temp_rows], [r[3] / 50 for r in temp_rows], "s--", label="all parameters / 50")
-ax.set_xlabel("mean per-token entropy (nats)"); ax.set_ylabel("variance of one sample"); ax.legend(fontsize=8)
+fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.2))
+ent = [r["entropy"] for r in temp_rows]
+for name, label in (("offset", "logit offset (fixed scale)"), ("scaled", "output layer × s (confounded)")):
+    ax1.errorbar(ent, [r[name]["var"] for r in temp_rows], yerr=[r[name]["var_se"] for r in temp_rows],
+                 fmt="o-", capsize=3, label=label)
+    ax2.errorbar(ent, [r[name]["snr"] for r in temp_rows], yerr=[r[name]["snr_se"] for r in temp_rows],
+                 fmt="o-", capsize=3, label=label)
+ax1.set(xlabel="mean per-token entropy (nats)", ylabel="tr Cov of one sample's gradient", yscale="log",
+        title="variance (± 1 SE)")
+ax2.set(xlabel="mean per-token entropy (nats)", ylabel="SNR = ‖∇J‖² / tr Cov", title="signal-to-noise (± 1 SE)")
+ax1.legend(fontsize=8); ax2.legend(fontsize=8)
 plt.show()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(f"{'1/temperature':>14}{'entropy':>9}{'var (logits)':>14}{'var (all)':>11}")
-for inv_t, h, v_bias, v_all in temp_rows:
-    print(f"{inv_t:>14.1f}{h:>9.2f}{v_bias:>14.3f}{v_all:>11.2f}")
-ent, v_bias, v_all = (torch.tensor([r[i] for r in temp_rows]) for i in (1, 2, 3))
-assert (ent.diff() < 0).all() and (v_bias.diff() < 0).all()  # sharper -> lower variance in logit space
-assert v_all[-1] > v_all[1]  # ... but over all parameters the sharpest policy is the noisiest
+print(f"{'s':>4}{'entropy':>9}{'tr Cov, fixed scale':>22}{'‖∇J‖²':>9}{'SNR':>18}{'tr Cov, layer × s':>20}")
+for r in temp_rows:
+    o, sc = r["offset"], r["scaled"]
+    print(f"{r['s']:>4.1f}{r['entropy']:>9.2f}{o['var']:>14.2f} ± {o['var_se']:.2f}{o['signal']:>9.3f}"
+          f"{o['snr']:>11.4f} ± {o['snr_se']:.4f}{sc['var']:>13.2f} ± {sc['var_se']:.2f}")
+ent, var, var_se, snr, snr_se = (torch.tensor([r[k] if k == "entropy" else r["offset"][k] for r in temp_rows])
+                                 for k in ("entropy", "var", "var_se", "snr", "snr_se"))
+assert (ent.diff() < 0).all() and (var.diff() < 0).all()  # sharper: lower variance at every step (point estimates)
+assert var[0] - var[-1] > 4 * (var_se[0] ** 2 + var_se[-1] ** 2).sqrt()  # ... resolved end to end
+assert snr[2] - snr[0] > 4 * (snr_se[2] ** 2 + snr_se[0] ** 2).sqrt()  # SNR rises from s = 0.5 to s = 2 ...
+assert snr[2] - snr[3] > 3 * (snr_se[2] ** 2 + snr_se[3] ** 2).sqrt()  # ... and falls again at s = 4
+assert temp_rows[-1]["scaled"]["var"] > temp_rows[1]["scaled"]["var"]  # the confounded measurement rises
 
 # %% [markdown]
-# In logit space the claim holds: sharper distributions, lower variance. Over all parameters it does
-# **not** follow: scaling the output layer also scales the gradient that flows back into the network,
-# and the variance over all parameters *rises* as the policy sharpens. "Concentrated distributions
-# lower the variance" is a statement about the score of the sampled token, not a guarantee about the
-# parameters you train.
+# At a fixed parameter scale the claim holds **for the variance**: $\operatorname{tr}\operatorname{Cov}$ falls at
+# every step as the policy sharpens, from entropy 0.91 to 0.31 nats (resolved end to end; the step from $s=1$
+# to $s=2$ alone is about 2 SE). But the **signal** falls too: a sharp policy has little left to gain from a
+# small change, and $\|\nabla J\|^2$ at $s=4$ is well under half its value at $s=1$. The SNR, which sets how many
+# samples a useful step needs, therefore rises (from $s=0.5$ to $s=2$) and then **falls** again at $s=4$:
+# concentration helps up to a point, then the gradient vanishes faster than the noise. The earlier version of
+# this lesson sharpened by scaling the output layer and found the variance over all parameters *rising*
+# (last column): that rise is the factor $s$ on every gradient below the output layer, not an effect of
+# concentration. "Concentrated distributions lower the variance" is true of the score at fixed scale; it is
+# not a promise that the estimate gets more useful.
 
 # %%
 print(f"lesson run time: {time.perf_counter() - start:.0f} s")
@@ -442,14 +626,16 @@ exercises.check_token_mean_loss(token_mean_loss, hidden=True)
 # | token- vs sequence-level credit, dense reward | reward-to-go lowers the variance at every later position — with a per-position baseline; with the sequence baseline it *raises* it |
 # | delayed reward on the first token | sequence credit and $\gamma=1$ learn it equally fast; $\gamma=0.5$ slower; $\gamma=0$ never |
 # | aggregation and length | `sum`, `constant`, `token_mean` follow the true gradient; `seq_mean` shortens correct and lengthens wrong completions |
-# | entropy vs variance | lower in logit space as the policy sharpens; higher over all parameters |
+# | long sequences ($T=32$, block rewards): variance | token credit with a baseline of $G_t$ (leave-one-out per position, or a learned critic) cuts it by a third to a half; with the baseline of $R$ it rises; learned $V(x)$ and a global mean beat leave-one-out by $1/k$ |
+# | long sequences: learning speed (10 seeds) | not resolved: with a baseline of $G_t$ no measurable gain early, about +0.005 in $J$ after 80 steps; with the baseline of $R$ slower (resolved) |
+# | sharpening at fixed gradient scale | variance falls with entropy; SNR rises, then falls (the true gradient vanishes); scaling the output layer instead confounds the variance with the factor $s$ |
 #
 # All from one loss, `reinforce_loss(logp, rewards, mask, credit=..., gamma=..., aggregation=..., baseline=...)`.
 #
 # **What to try next**
 # - Give the delayed task a per-token cost (e.g. $-0.05$ per token) and compare `seq_mean` with `sum` in a
 #   training run: which one drifts in length?
-# - Replace the leave-one-out position baseline by a learned value per (prompt, position) and compare the
-#   per-position variance.
+# - In section 4, fit the critic on 16 instead of 64 completions per prompt: when does it stop beating the
+#   per-position leave-one-out baseline?
 # - Raise `k_agg` to 64: does `token_mean` get any closer to `sum`? Lower it to 2.
 # - Lesson 04 adds the reference policy: the KL term that keeps RL from drifting into reward hacking.

@@ -10,7 +10,9 @@
 #   **exact** KL, near and far from the reference;
 # - KL **folded into the reward** (detached) versus KL **as a loss term**: which gradients are right;
 # - the seed text's two faults, (a) the KL inside the advantage is not detached and (b) the batch mean
-#   includes the sample itself, **measured** against the exact gradient of the KL-regularised objective.
+#   includes the sample itself, **measured** against the exact gradient of the KL-regularised objective;
+# - what **one unlucky batch** does with and without gradient clipping, under Adam and under plain SGD —
+#   the KL jump, the drop in reward and the recovery, exactly, over 5 seeds.
 #
 # Same toy policy as lesson 03, same loss `reinforce_loss`, one new idea: the reference.
 
@@ -43,6 +45,8 @@ from reinforce_edu.toy.rewards import hackable_reward, match_reward
 from reinforce_edu.toy.enumeration import Enumeration
 from reinforce_edu.toy.sequences import ToyPolicy, ToyTask, demonstrations, scaled_copy, warm_up
 from reinforce_edu.toy.train import ToyTrainConfig, train_toy
+from reinforce_edu.toy.long_task import mean_se
+from reinforce_edu.toy.outlier import OutlierReward
 from reinforce_edu.core.variance import estimator_stats
 
 torch.set_num_threads(1)  # tiny tensors: one thread is faster, and the same numbers everywhere
@@ -411,6 +415,122 @@ assert abs(float(ratio.mean()) - (1 - 1 / n)) < 1e-4 and float(ratio.std()) < 1e
 #   noise here, but a bias that no number of batches removes.
 # - `reinforce_loss` (detached KL, per-prompt leave-one-out) is unbiased for $\nabla J_\beta$.
 
+# %% [markdown]
+# ## 7. Gradient clipping and one unlucky batch
+#
+# The seed text: *"Gradient clipping (max norm 1.0) is essential to prevent instability"* — one unlucky batch
+# could otherwise wreck the policy. Lesson 06 could not see it on the LLM (a few steps, one seed, every step
+# clipped). The toy gives exact answers. We train on the gold reward (`match_reward`, in $[0,1]$) with
+# `train_toy` ($k=8$, leave-one-out) and at step 5 pay **one** sample — the one with the lowest reward in that
+# batch — a reward of 100 (`reinforce_edu/toy/outlier.py: OutlierReward` wraps the reward function; the trainer
+# is untouched). Clipping at 1.0 or off; two optimisers: **Adam** (lr 0.01, what every trainer of this course
+# uses) and **plain SGD** (lr 0.1, `ToyTrainConfig(optimizer="sgd")`). Exact $J$ (gold) and exact
+# $\mathrm{KL}(\pi_\theta\|\pi_{\text{init}})$ after every step, 5 seeds; per seed a run without the outlier
+# (clipping on) is the counterfactual, and all runs of a seed draw the same batches up to the outlier.
+# Measured: the KL jump at the outlier's step (against a typical step's), the change of $J$ at that step, the
+# steps until $J$ is back at its value before the outlier (21 = not within the run), and the final $J$ against
+# the run without the outlier.
+
+# %%
+section_start = time.perf_counter()
+ref_lp = enum.seq_logprobs(ref).detach()  # (P, N): log π_init(y|x)
+last_kl = {}
+
+def gold_and_kl(p):  # one pass over the prefix tree gives both: J (returned) and KL(π ‖ π_init) (kept)
+    lp = enum.seq_logprobs(p)
+    last_kl["value"] = float(enum.expectation(lp, lp - ref_lp))
+    return float(enum.expectation(lp, gold))
+
+step_metrics = {"gold": gold_and_kl, "KL": lambda p: last_kl["value"]}
+AT, CLIP_STEPS, CLIP_SEEDS = 5, 25, 5
+OPTIMISERS = {"adam": 0.01, "sgd": 0.1}
+clip_runs = {}
+for opt_name, lr in OPTIMISERS.items():
+    for label, clip, outlier in (("no outlier", 1.0, False), ("clip 1.0", 1.0, True), ("no clip", 0.0, True)):
+        cfgs = [ToyTrainConfig(steps=CLIP_STEPS, k=8, lr=lr, optimizer=opt_name, eval_every=1, seed=s,
+                               max_grad_norm=clip) for s in range(CLIP_SEEDS)]
+        clip_runs[opt_name, label] = [
+            train_toy(copy.deepcopy(sft), task, OutlierReward(match_reward, at_call=AT) if outlier else match_reward,
+                      c, metrics=step_metrics) for c in cfgs]
+first = [sft.sample(torch.arange(P), 8, generator=torch.Generator().manual_seed(s)) for s in range(CLIP_SEEDS)]
+norms = {}  # pre-clip gradient norm of a first batch, as drawn and with the outlier
+for label in ("typical", "outlier"):
+    norms[label] = []
+    for b in first:
+        fn = OutlierReward(match_reward, at_call=1) if label == "outlier" else match_reward
+        sft.zero_grad()
+        reinforce_loss(sft.log_probs(b.prompt_ids, b.tokens), fn(task, b.prompt_ids, b.tokens, b.mask), b.mask,
+                       baseline=LeaveOneOutBaseline(), group_size=8).loss.backward()
+        norms[label].append(float(torch.nn.utils.clip_grad_norm_(sft.parameters(), float("inf"))))
+sft.zero_grad()
+print(f"section 7: {time.perf_counter() - section_start:.1f} s")
+
+
+def clip_measures(h, h_none):
+    J, KL = h["gold"], h["KL"]  # index = step
+    back = next((t - AT for t in range(AT, CLIP_STEPS + 1) if J[t] >= J[AT - 1]), CLIP_STEPS - AT + 1)
+    return dict(kl_jump=KL[AT] - KL[AT - 1], j_change=J[AT] - J[AT - 1], recover=float(back),
+                j_end=J[-1] - h_none["gold"][-1])
+
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+for (opt_name, label), hs in clip_runs.items():
+    c = torch.tensor([h["gold"] for h in hs], dtype=torch.float64)  # (seeds, steps + 1)
+    mean, se = c.mean(0), c.std(0) / CLIP_SEEDS ** 0.5
+    ax = axes[list(OPTIMISERS).index(opt_name)]
+    ax.plot(hs[0]["step"], mean.tolist(), label=label)
+    ax.fill_between(hs[0]["step"], (mean - se).tolist(), (mean + se).tolist(), alpha=0.25)
+for ax, opt_name in zip(axes, OPTIMISERS):
+    ax.axvline(AT, color="grey", ls=":", label="outlier batch")
+    ax.set(xlabel="step", ylabel="J = E[gold] (exact)", title=f"{opt_name}: mean of {CLIP_SEEDS} seeds, band ± 1 SE")
+    ax.legend(fontsize=8)
+plt.show()
+
+# %%
+# NBVAL_CHECK_OUTPUT
+clip_table = {}
+for opt_name in OPTIMISERS:
+    typical = mean_se(torch.tensor([h["KL"][AT - 1] - h["KL"][AT - 2] for h in clip_runs[opt_name, "no outlier"]],
+                                   dtype=torch.float64))
+    for label in ("clip 1.0", "no clip"):
+        per_seed = [clip_measures(h, hn) for h, hn in zip(clip_runs[opt_name, label], clip_runs[opt_name, "no outlier"])]
+        clip_table[opt_name, label] = {key: mean_se(torch.tensor([m[key] for m in per_seed], dtype=torch.float64))
+                                       for key in per_seed[0]} | {"typical": typical}
+n_typ, n_out = (mean_se(torch.tensor(norms[k], dtype=torch.float64)) for k in ("typical", "outlier"))
+print(f"pre-clip gradient norm of a first batch: {n_typ[0]:.2f} ± {n_typ[1]:.2f} as drawn, "
+      f"{n_out[0]:.0f} ± {n_out[1]:.0f} with the outlier")
+print(f"{CLIP_SEEDS} seeds, mean ± SE")
+print(f"{'':<15}{'typical KL step':>17}{'KL jump':>17}{'ΔJ at outlier':>17}{'steps to J':>12}{'J@25 − none':>17}")
+for (opt_name, label), row in clip_table.items():
+    cells = [row["typical"], row["kl_jump"], row["j_change"]]
+    print(f"{opt_name + ', ' + label:<15}" + "".join(f"{m:>9.3f} ± {s:.3f}" for m, s in cells)
+          + f"{row['recover'][0]:>6.1f} ± {row['recover'][1]:.1f}" + f"{row['j_end'][0]:>+10.3f} ± {row['j_end'][1]:.3f}")
+sgd_off, sgd_on, adam_off, adam_on = (clip_table[k] for k in (("sgd", "no clip"), ("sgd", "clip 1.0"),
+                                                              ("adam", "no clip"), ("adam", "clip 1.0")))
+assert n_out[0] > 20 * n_typ[0] and n_typ[0] < 1.0  # clipping at 1.0 acts on the outlier batch only
+assert sgd_off["kl_jump"][0] > 100 * sgd_off["typical"][0]  # SGD, no clip: the policy jumps (nats, not 0.01)
+assert sgd_off["j_change"][0] + 4 * sgd_off["j_change"][1] < 0  # ... J drops, by more than 4 SE
+assert sgd_off["recover"] == (CLIP_STEPS - AT + 1, 0.0)  # ... and no seed is back within the run
+assert adam_off["j_end"][0] + 4 * adam_off["j_end"][1] < 0  # Adam, no clip: no jump, but a lasting loss of J
+for row in (sgd_on, adam_on):  # with clipping: within 0.01 of the run that never saw the outlier
+    assert abs(row["j_end"][0]) < 0.01
+
+# %% [markdown]
+# Three findings, each asserted above:
+# - Clipping at 1.0 acts on the outlier batch **only**: a drawn batch's gradient norm is about 0.4, the
+#   outlier's about 30. With clipping, both optimisers end within 0.01 of the run that never saw the outlier.
+# - **SGD without clipping** is wrecked in one step: the KL to the start jumps by nats (a typical step moves it
+#   by 0.007), $J$ falls by about a quarter, and no seed gets back to its earlier $J$ within the run.
+# - **Adam without clipping** shows no jump at all — its step is normalised per coordinate, so the outlier
+#   moves the policy *less* than a typical step. The damage comes later: the outlier's squared gradient
+#   sits in Adam's second-moment estimate $v$ (decay $\beta_2=0.999$, a memory of ~1000 steps) and shrinks every
+#   later step of the coordinates it touched, so learning stalls: $J$ after 25 steps is about 0.09 below
+#   the run without the outlier, and seeds take a dozen steps on average to regain their earlier $J$.
+#
+# So the seed's claim holds on this task: one unlucky batch does lasting harm without clipping, and clipping
+# at 1.0 prevents it. With Adam the harm is not the "destabilising update" the seed describes but a stalled
+# optimiser. On the LLM of lesson 06 the raw gradient norm is in the tens on every step, so clipping at 1.0
+# there is not insurance against rare batches but a rescaling of every step.
+
 # %%
 print(f"lesson run time: {time.perf_counter() - start:.0f} s")
 
@@ -486,6 +606,7 @@ exercises.check_reinforce_loss(reinforce_loss, hidden=True)
 # | KL placement | only the detached $k_1$ in the reward gives $\nabla\mathrm{KL}$; in the loss, $k_1$ does nothing, $k_2$/$k_3$ are biased |
 # | seed fault (a) | an extra entropy bonus $\beta\nabla H$: a bias far above the noise floor |
 # | seed fault (b) | every batch's estimate is exactly $(1-1/n)$ too short |
+# | one outlier batch (reward 100), 5 seeds | clipping at 1.0 acts on it alone and prevents the damage; without it SGD jumps by nats of KL and loses a quarter of $J$, Adam does not jump but stalls ($J$ 0.09 lower after 25 steps) |
 #
 # **What to try next**
 # - Set `pay=1.0` in `hackable_reward`: which $\beta$ now stops the hack?

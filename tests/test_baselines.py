@@ -110,3 +110,27 @@ def test_returns_must_be_grouped():
 def test_unknown_baseline_name():
     with pytest.raises(ValueError, match="unknown baseline"):
         make_baseline("median")
+
+
+def test_running_mean_including_the_current_batch_folds_it_in_before_use():
+    base = RunningMeanBaseline(decay=0.5, include_current=True)
+    r1, r2 = torch.tensor([[2.0, 4.0]]), torch.tensor([[10.0, 10.0]])
+    assert torch.equal(base(r1), torch.full((1, 2), 3.0))  # first batch: its own mean
+    base.update(r1)
+    assert torch.equal(base(r2), torch.full((1, 2), 0.5 * 3.0 + 0.5 * 10.0))  # state after folding r2 in
+    assert base.value == 3.0  # ... without changing the state
+    assert "include_current=True" in repr(base)
+
+
+def test_running_mean_including_the_current_batch_shrinks_the_gradient():
+    """Oracle: the expected gradient shrinks by 1 − (1 − d)/n; past batches only: unbiased."""
+    from reinforce_edu.toy.bandit_estimates import compare_baselines
+    from reinforce_edu.toy.bandits import make_bandit
+    bandit = make_bandit(n_prompts=2, n_arms=3, seed=0, offset=1.0)
+    policy = bandit.make_policy(init_std=1.0, seed=1)
+    pair = {"past": RunningMeanBaseline(decay=0.5), "current": RunningMeanBaseline(0.5, include_current=True)}
+    rows = {r["baseline"]: r for r in compare_baselines(bandit, policy, pair, k=1, n_batches=3000, seed=0)}
+    n = 2
+    assert abs(rows["past"]["shrink"] - 1) < 4 * rows["past"]["shrink_se"]
+    assert abs(rows["current"]["shrink"] - (1 - 0.5 / n)) < 4 * rows["current"]["shrink_se"]
+    assert abs(rows["current"]["shrink"] - 1) > 4 * rows["current"]["shrink_se"]

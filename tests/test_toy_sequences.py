@@ -207,3 +207,23 @@ def test_train_toy_max_grad_norm_zero_turns_clipping_off():
     start = [p.detach() for p in ToyPolicy(TASK, hidden=8, seed=2).parameters()]
     assert all(torch.equal(a, b) for a, b in zip(*runs))
     assert all(not torch.equal(a, b) for a, b in zip(runs[0], start))
+
+
+def test_train_toy_sgd_takes_the_plain_gradient_step():
+    """optimizer="sgd": one step moves θ by exactly −lr · ∇L of the same first batch (oracle: by hand)."""
+    from reinforce_edu.core.baselines import LeaveOneOutBaseline
+    from reinforce_edu.core.losses import reinforce_loss
+    from reinforce_edu.toy.train import ToyTrainConfig, train_toy
+    policy = ToyPolicy(TASK, hidden=8, seed=2)
+    start = [p.detach().clone() for p in policy.parameters()]
+    batch = policy.sample(torch.arange(TASK.n_prompts), 4, generator=torch.Generator().manual_seed(0))
+    loss = reinforce_loss(policy.log_probs(batch.prompt_ids, batch.tokens),
+                          match_reward(TASK, batch.prompt_ids, batch.tokens, batch.mask), batch.mask,
+                          baseline=LeaveOneOutBaseline(), group_size=4, prompts=torch.arange(TASK.n_prompts)).loss
+    grads = torch.autograd.grad(loss, list(policy.parameters()))
+    cfg = ToyTrainConfig(steps=1, k=4, lr=0.1, optimizer="sgd", max_grad_norm=0, seed=0)
+    train_toy(policy, TASK, match_reward, cfg)
+    for p, p0, g in zip(policy.parameters(), start, grads):
+        torch.testing.assert_close(p.detach(), p0 - 0.1 * g, atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="optimizer"):
+        train_toy(policy, TASK, match_reward, ToyTrainConfig(steps=1, optimizer="rmsprop"))

@@ -19,6 +19,8 @@ def test_stats_recover_known_moments():
     # sample variance of a Gaussian: SE of each s² is σ²·sqrt(2/(m−1))
     se_var = float(((sd ** 4) * 2 / (m - 1)).sum().sqrt())
     assert abs(stats["variance"] - true_var) < 4 * se_var
+    assert stats["variance"] == pytest.approx(float(est.double().var(0).sum()))  # the same tr Cov, another way
+    assert stats["variance_se"] == pytest.approx(se_var, rel=0.1)  # Var(Σ_j x_j²) = Σ_j 2σ_j⁴ for a Gaussian
     assert abs(stats["shrink"] - 1) < 4 * stats["shrink_se"]
     assert stats["snr"] == pytest.approx(float(true_mean @ true_mean) / stats["variance"])
     assert stats["bias_norm"] < 4 * stats["noise_floor"]

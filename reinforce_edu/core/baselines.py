@@ -79,17 +79,26 @@ class RunningMeanBaseline(Baseline):
     The value used for a batch comes from earlier batches only, so it is independent
     of the current samples and the gradient stays unbiased. Before the first update
     b = 0 (pass `init` to start elsewhere). `decay` must lie in (0, 1).
+
+    `include_current=True` is the mistake to measure: the current batch is folded in
+    *before* use, b = d·b + (1 − d)·mean(R_batch), so b contains (1 − d)·R_i / n and the
+    expected gradient shrinks by 1 − (1 − d)/n (lesson 02).
     """
 
     name = "running_mean"
 
-    def __init__(self, decay: float = 0.9, init: float = 0.0) -> None:
+    def __init__(self, decay: float = 0.9, init: float = 0.0, include_current: bool = False) -> None:
         self.decay = check_open_unit(decay, "decay")
         self.value = float(init)
         self.steps = 0
+        self.include_current = bool(include_current)
 
     def __call__(self, returns: Tensor, prompts: Tensor | None = None) -> Tensor:
         returns = _check_returns(returns)
+        if self.include_current:  # the value after folding this batch in (state unchanged)
+            mean = float(returns.detach().mean())
+            folded = mean if self.steps == 0 else self.decay * self.value + (1 - self.decay) * mean
+            return torch.full_like(returns, folded)  # (P, k)
         return torch.full_like(returns, self.value)  # (P, k)
 
     def update(self, returns: Tensor, prompts: Tensor | None = None) -> None:
@@ -106,7 +115,8 @@ class RunningMeanBaseline(Baseline):
         self.value, self.steps, self.decay = float(state["value"]), int(state["steps"]), float(state["decay"])
 
     def __repr__(self) -> str:
-        return f"RunningMeanBaseline(decay={self.decay})"
+        extra = ", include_current=True" if self.include_current else ""
+        return f"RunningMeanBaseline(decay={self.decay}{extra})"
 
 
 class BatchMeanBaseline(Baseline):

@@ -6,6 +6,7 @@ Given M independent batch estimates ĝ_1..ĝ_M ∈ R^D of a true gradient g = �
     bias      ḡ − g            (its norm is ~ sqrt(tr Σ / M) from noise alone when unbiased)
     shrink    s = ⟨ḡ, g⟩ / ‖g‖²  (1 for an unbiased estimator; 1 − 1/n for the self-inclusive mean)
     variance  tr Σ,  Σ = Cov(ĝ)  (total variance: the sum of the per-coordinate variances)
+              = mean_m d_m,  d_m = ‖ĝ_m − ḡ‖²·M/(M − 1);  its SE = std_m(d_m)/sqrt(M)
     SNR       ‖g‖² / tr Σ
 
 Sampling the bandit's batches and comparing baselines on them: `reinforce_edu.toy.bandit_estimates`;
@@ -26,7 +27,7 @@ from reinforce_edu.core._checks import check_tensor
 def estimator_stats(estimates: Tensor, exact: Tensor | None = None) -> dict[str, float]:
     """Summarise M estimates (M, D) of a vector whose exact value is `exact` (D,) (optional).
 
-    Returns variance (tr Cov), and with `exact`: bias_norm, noise_floor = sqrt(tr Cov / M)
+    Returns variance (tr Cov) and variance_se, and with `exact`: bias_norm, noise_floor = sqrt(tr Cov / M)
     (the bias_norm expected from noise alone), shrink and its standard error, SNR, MSE.
     """
     est = check_tensor(estimates, "estimates", ndim=2, floating=True, finite=True)
@@ -35,8 +36,10 @@ def estimator_stats(estimates: Tensor, exact: Tensor | None = None) -> dict[str,
         raise ValueError(f"estimates needs at least 2 rows (M estimates) to measure a variance, got {m}")
     est = est.double()
     mean = est.mean(0)  # (D,)
-    variance = float(est.var(0, unbiased=True).sum())  # tr Σ
-    out = {"n_estimates": m, "variance": variance, "noise_floor": math.sqrt(variance / m)}
+    d = ((est - mean) ** 2).sum(1) * m / (m - 1)  # (M,) its mean is tr Σ (unbiased)
+    variance = float(d.mean())  # tr Σ
+    out = {"n_estimates": m, "variance": variance, "variance_se": float(d.std() / math.sqrt(m)),
+           "noise_floor": math.sqrt(variance / m)}
     if exact is not None:
         exact = check_tensor(exact, "exact", floating=True, finite=True).reshape(-1).double()
         if exact.shape[0] != est.shape[1]:

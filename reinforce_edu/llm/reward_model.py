@@ -132,7 +132,7 @@ class RewardModel(nn.Module):
         encoded = [self._encode(p, c) for p, c in zip(prompts, completions)]
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
         device = next(self.backbone.parameters()).device
-        out = torch.empty(len(encoded), hidden_size(self.backbone))
+        out = None  # (B, H); allocated at the first batch (a subclass's _hidden may return more columns)
         pad = self.tokenizer.pad_token_id
         for start in range(0, len(order), self.batch_size):
             rows = order[start:start + self.batch_size]
@@ -151,6 +151,8 @@ class RewardModel(nn.Module):
             position_ids = (attn.cumsum(-1) - 1).clamp_min(0)  # (B, T) as generate() counts them
             hidden = self._hidden(ids.to(device), attn.to(device), position_ids.to(device))
             hidden = hidden.float().cpu()  # (B, T, H)
+            if out is None:
+                out = torch.empty(len(encoded), hidden.shape[-1])
             out[rows] = (hidden * pool[..., None]).sum(1) / pool.sum(1, keepdim=True)  # (B, H)
         return out
 

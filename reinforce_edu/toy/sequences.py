@@ -108,6 +108,7 @@ class ToyPolicy(nn.Module):
         self.cand_x = nn.Linear(H, H)
         self.cand_h = nn.Linear(H, H, bias=False)
         self.head = nn.Linear(H, V)
+        self.logit_offset = 0.0  # α of `sharpened_copy`: logits z + α·stopgrad(z)
 
     def step(self, h: Tensor, prev: Tensor) -> tuple[Tensor, Tensor]:
         """One GRU step. h: (B, H), prev: (B,) token ids -> (new h (B, H), logits (B, V))."""
@@ -115,7 +116,10 @@ class ToyPolicy(nn.Module):
         z, r = torch.sigmoid(self.gates(torch.cat([x, h], dim=-1))).chunk(2, dim=-1)
         n = torch.tanh(self.cand_x(x) + self.cand_h(r * h))
         h = (1 - z) * n + z * h
-        return h, self.head(h)
+        logits = self.head(h)  # (B, V)
+        if self.logit_offset:  # the values of (1 + α)·z, the gradient of z
+            logits = logits + self.logit_offset * logits.detach()
+        return h, logits
 
     def forward(self, prompt_ids: Tensor, tokens: Tensor) -> Tensor:
         """Teacher-forced logits of every position. prompt_ids: (B,), tokens: (B, T) -> (B, T, V)."""
@@ -173,6 +177,21 @@ def scaled_copy(policy: ToyPolicy, inverse_temperature: float) -> ToyPolicy:
     with torch.no_grad():
         out.head.weight.mul_(inverse_temperature)
         out.head.bias.mul_(inverse_temperature)
+    return out
+
+
+def sharpened_copy(policy: ToyPolicy, inverse_temperature: float) -> ToyPolicy:
+    r"""A copy sampling from softmax(s·z) whose gradient keeps the scale of z: a logit offset, not a rescale.
+
+    Its logits are z_θ + (s − 1)·c with the offset c = z_θ held constant (`torch.detach`), so at the
+    current θ: π' = softmax(s·z_θ), as in `scaled_copy`, but ∇_θ log π'(y) = (∂z/∂θ)ᵀ(e_y − π') carries no
+    factor s (`scaled_copy`, whose output layer is s times larger, has the same gradient for that layer and s
+    times this one for every parameter below it). For measuring at θ, not for training.
+    """
+    if not inverse_temperature > 0:
+        raise ValueError(f"inverse_temperature must be > 0, got {inverse_temperature}")
+    out = copy.deepcopy(policy)
+    out.logit_offset = float(inverse_temperature) - 1.0
     return out
 
 

@@ -4,7 +4,7 @@ r"""The REINFORCE training loop on the toy sequence task: sample, score, one los
         batch   = π_θ.sample(prompts, k)                        # B = P·k completions
         r       = reward_fn(batch)                              # (B,) or (B, T)
         out     = reinforce_loss(log π_θ(batch), r, mask, ref_logp=log π_ref(batch), ...)
-        θ      ← θ − lr · Adam(clip(∇ out.loss))
+        θ      ← θ − lr · Adam(clip(∇ out.loss))          (or plain SGD: optimizer="sgd")
         baseline.update(out.returns.view(P, k))                 # after the step
 
 The same `reinforce_loss` and baselines serve the bandit, this task and the LLM trainer.
@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from reinforce_edu.core._checks import check_positive_int
+from reinforce_edu.core._checks import check_choice, check_positive_int
 from reinforce_edu.core.baselines import Baseline, LeaveOneOutBaseline
 from reinforce_edu.core.losses import reinforce_loss
 from reinforce_edu.toy.sequences import ToyPolicy, ToyTask
@@ -33,7 +33,9 @@ class ToyTrainConfig:
     k: int = 8
     """completions sampled per prompt per step (B = P·k)"""
     lr: float = 0.01
-    """Adam learning rate"""
+    """learning rate of the optimiser"""
+    optimizer: str = "adam"
+    """"adam" (torch.optim.Adam) or "sgd" (plain gradient steps: no per-coordinate normalisation)"""
     max_grad_norm: float = 1.0
     """clip the gradient to this global L2 norm (the seed text: 'essential to prevent instability'); 0 turns clipping off"""
     eval_every: int = 10
@@ -59,7 +61,9 @@ def train_toy(policy: ToyPolicy, task: ToyTask, reward_fn: Callable, config: Toy
     baseline = LeaveOneOutBaseline() if baseline is None else baseline
     metrics = metrics or {}
     gen = torch.Generator().manual_seed(cfg.seed)
-    opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr, foreach=True)
+    check_choice(cfg.optimizer, "optimizer", ("adam", "sgd"))
+    optimiser = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.SGD
+    opt = optimiser(policy.parameters(), lr=cfg.lr, foreach=True)
     prompts = torch.arange(task.n_prompts)
     reserved = ("step", "batch_reward", "batch_length", "batch_kl")
     clash = [n for n in metrics if n in reserved]
