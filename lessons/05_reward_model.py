@@ -236,6 +236,8 @@ assert abs(m_one) < 3 * s_one  # ... but not resolved against the very first lay
 # whole answer (is it correct? does it follow the instruction?) would be the test of where the readable
 # features live; this one cannot separate the layers by much.
 
+# %% [markdown]
+# ## 5. Agreement with the gold scorer
 #
 # Pairwise accuracy only uses the pairs with a clear gold gap (at least 0.3). Two wider views, on
 # **all** 320 held-out answers: the correlation of $r$ with the gold score, and the pairwise
