@@ -569,9 +569,10 @@ exercises.check_gradient_variance(gradient_variance, hidden=True)
 # ### Exercise 5 — measure, then decide: is the self-inclusive mean unbiased?
 # Claim: *"the seed's baseline — the batch's own mean return, the sample itself included — leaves the policy
 # gradient unbiased."* Test it on a bandit small enough that the check knows the exact answer (set up below:
-# one prompt, 4 arms, noiseless rewards, $k = 2$ samples per batch). Draw M batches with `sample_batches`, get
-# each batch's estimate $\hat g_m$ with `baseline_estimates(policy, batches, BatchMeanBaseline())`, and project it
-# on the exact gradient: $s_m = \hat g_m\cdot\nabla J/|\nabla J|^2$ ($s = 1$ along $\nabla J$ means unbiased).
+# one prompt, 4 arms, noiseless rewards, $k = 2$ samples per batch). Draw M batches with `sample_batches`; for
+# each, the advantages $A_i = R_i - \bar R$ (the batch's own mean) and the estimate of Exercise 1,
+# $\hat g_m = \frac1k\sum_i A_i(e_{a_i} - \pi)$; project it on the exact gradient:
+# $s_m = \hat g_m\cdot\nabla J/|\nabla J|^2$ ($s = 1$ along $\nabla J$ means unbiased).
 # Return `shrink_estimate` (the mean of the $s_m$), `shrink_se` (its standard error), `decision` (`"refuted"` if
 # the estimate lies more than 3 SE from 1, else `"supported"`) and `n_batches` (M).
 #
@@ -580,22 +581,25 @@ exercises.check_gradient_variance(gradient_variance, hidden=True)
 # the decision must be right. M = 2000 takes a second or two.
 
 # %% nbgrader={"grade": false, "grade_id": "setup_baseline_shrink", "locked": true, "schema_version": 3, "solution": false, "task": false}
-from reinforce_edu.core.baselines import BatchMeanBaseline
 from reinforce_edu.teaching.exercises.measurement import K, POLICY, SETTING
-from reinforce_edu.toy.bandit_estimates import baseline_estimates, sample_batches
+from reinforce_edu.toy.bandit_estimates import sample_batches
 from reinforce_edu.toy.bandits import make_bandit
 
 bandit = make_bandit(**SETTING)  # one prompt, 4 arms, noiseless rewards
 policy = bandit.make_policy(**POLICY)
-exact = bandit.exact_gradient(policy.logits).reshape(-1)  # ∇J, (D,)
+probs = torch.softmax(policy.logits.detach().double(), -1)[0]  # π, (A,)
+exact = bandit.exact_gradient(policy.logits).double()[0]  # ∇J, (A,)
 
 # %% nbgrader={"grade": false, "grade_id": "baseline_shrink", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def measure_shrink():
     ### BEGIN SOLUTION
     n_batches = 2000
-    batches = sample_batches(bandit, policy, n_batches, K, seed=1)
-    _, per_batch = baseline_estimates(policy, batches, BatchMeanBaseline())  # (M, D)
-    s = per_batch.double() @ exact.double() / exact.double().square().sum()  # (M,) projection on ∇J
+    batches = sample_batches(bandit, policy, n_batches, K, seed=1)  # actions, rewards: (M, 1, K)
+    rewards, actions = batches.rewards[:, 0].double(), batches.actions[:, 0]  # (M, K)
+    adv = rewards - rewards.mean(dim=1, keepdim=True)  # the self-inclusive batch mean as baseline
+    onehot = torch.nn.functional.one_hot(actions, len(probs)).double()  # (M, K, A)
+    g = (adv[..., None] * (onehot - probs)).mean(dim=1)  # (M, A): ĝ of each batch
+    s = g @ exact / exact.square().sum()  # (M,) projection on ∇J
     estimate, se = float(s.mean()), float(s.std() / n_batches ** 0.5)
     decision = "refuted" if abs(estimate - 1) > 3 * se else "supported"
     return estimate, se, decision, n_batches

@@ -5,6 +5,12 @@ Each body replaces the stub of its solution cell (`submissions.fill`). tests/tes
 that every one of them scores 0.
 """
 
+_MEASURE = ("n_batches = 2000\nbatches = sample_batches(bandit, policy, n_batches, K, seed=1)\n"
+            "rewards, actions = batches.rewards[:, 0].double(), batches.actions[:, 0]\n"
+            "adv = rewards - rewards.mean(dim=1, keepdim=True)\n"
+            "g = (adv[..., None] * (torch.nn.functional.one_hot(actions, len(probs)).double() - probs)).mean(dim=1)\n"
+            "s = g @ exact / exact.square().sum()\n")
+
 WRONG_ANSWERS: dict[str, dict[str, list[str]]] = {
     "02_baselines_and_variance": {
         "leave_one_out_baseline": [
@@ -38,14 +44,8 @@ WRONG_ANSWERS: dict[str, dict[str, list[str]]] = {
             "return float(g.var(dim=0).sum())",
         ],
         "baseline_shrink": [
-            "n_batches = 2000\nbatches = sample_batches(bandit, policy, n_batches, K, seed=1)\n"
-            "_, per_batch = baseline_estimates(policy, batches, BatchMeanBaseline())\n"
-            "s = per_batch.double() @ exact.double() / exact.double().square().sum()\n"
-            "return float(s.mean()), float(s.std()), 'supported', n_batches  # the spread of one batch, not the SE",
-            "n_batches = 2000\nbatches = sample_batches(bandit, policy, n_batches, K, seed=1)\n"
-            "_, per_batch = baseline_estimates(policy, batches, BatchMeanBaseline())\n"
-            "s = per_batch.double() @ exact.double() / exact.double().square().sum()\n"
-            "return float(s.mean()), float(s.std() / n_batches ** 0.5), 'supported', n_batches  # the wrong decision",
+            _MEASURE + "return float(s.mean()), float(s.std()), 'supported', n_batches  # the spread of one batch, not the SE",
+            _MEASURE + "return float(s.mean()), float(s.std() / n_batches ** 0.5), 'supported', n_batches  # the wrong decision",
         ],
         "self_inclusive_shrink": ["A baseline reduces the variance of the gradient."],
     },
