@@ -26,14 +26,13 @@ def check_leave_one_out_baseline(fn: Callable, hidden: bool = False) -> None:
 
     cases = [dict(returns=torch.tensor([[1.0, 2.0, 3.0]])), dict(returns=torch.tensor([[4.0, 0.0], [1.0, 3.0]]))]
     cases += [dict(returns=torch.randn(2 + s % 3, 2 + s % 4, generator=_gen(s))) for s in ([1, 2] if not hidden else [21, 22, 23])]
-    k_of = lambda returns: returns.shape[1]  # noqa: E731
     _run("leave_one_out_baseline", fn, lambda returns: LeaveOneOutBaseline()(returns), cases,
          "lesson 02, 'leave-one-out (RLOO)': b_ij = (Σ_l R_il − R_ij)/(k − 1); reinforce_edu/core/baselines.py",
          forbid=FORBID_LOO,
          mistakes=[("the self-inclusive mean of the group (the seed's baseline): R_ij must be left out",
                     lambda returns: returns.mean(1, keepdim=True).expand_as(returns)),
                    ("divided by k, not k − 1 (an off-by-one in the count of the others)",
-                    lambda returns: (returns.sum(1, keepdim=True) - returns) / k_of(returns)),
+                    lambda returns: (returns.sum(1, keepdim=True) - returns) / returns.shape[1]),
                    ("the mean over the whole batch, not within each prompt's group",
                     lambda returns: ((returns.sum() - returns) / (returns.numel() - 1)))])
 
