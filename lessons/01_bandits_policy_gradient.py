@@ -319,9 +319,12 @@ assert all(c[-1] <= optimum + 1e-6 for c in curves.values())
 # %% [markdown]
 # ## Exercises
 #
-# Each exercise asks for a few lines that the library already implements — write them yourself, then run the
-# check below: it compares your function with the library on several inputs and says what was expected, for which
-# input, and what to revisit. (Instructors: these cells carry nbgrader markup; see the README.)
+# Each exercise asks you to write, from its formula, something the library implements. While a check runs,
+# the library's own version of it is unavailable, so your answer must not call `reinforce_edu`. The check
+# below each answer tries your function on several inputs and says what was expected, for which input,
+# which usual mistake gives exactly your answer, and what to revisit. In a class, work in the released
+# assignment (`python -m reinforce_edu.teaching.assignments release DIR`): there the worked solutions below
+# are stripped. (Instructors: these cells carry nbgrader markup; see the README.)
 
 # %% nbgrader={"grade": false, "grade_id": "setup_01", "locked": true, "schema_version": 3, "solution": false, "task": false}
 import torch
@@ -331,6 +334,7 @@ from reinforce_edu.teaching import exercises
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "score_function_estimate_text", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # ### Exercise 1 — the score-function estimator
+#
 # For a single prompt with policy probabilities $\pi = \mathrm{softmax}(\theta)$ (shape `(A,)`), sampled arms
 # `actions` (shape `(n,)`) and advantages `advantages` (shape `(n,)`), return the REINFORCE estimate
 # $\hat g = \frac1n\sum_i A_i\,\nabla_\theta \log\pi_\theta(a_i)$, shape `(A,)`. Use the closed form

@@ -535,9 +535,12 @@ plt.show()
 # %% [markdown]
 # ## Exercises
 #
-# Each exercise asks for a few lines that the library already implements — write them yourself, then run the
-# check below: it compares your function with the library on several inputs and says what was expected, for which
-# input, and what to revisit. (Instructors: these cells carry nbgrader markup; see the README.)
+# Each exercise asks you to write, from its formula, something the library implements. While a check runs,
+# the library's own version of it is unavailable, so your answer must not call `reinforce_edu`. The check
+# below each answer tries your function on several inputs and says what was expected, for which input,
+# which usual mistake gives exactly your answer, and what to revisit. In a class, work in the released
+# assignment (`python -m reinforce_edu.teaching.assignments release DIR`): there the worked solutions below
+# are stripped. (Instructors: these cells carry nbgrader markup; see the README.)
 
 # %% nbgrader={"grade": false, "grade_id": "setup_02", "locked": true, "schema_version": 3, "solution": false, "task": false}
 import torch
@@ -547,8 +550,10 @@ from reinforce_edu.teaching import exercises
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "leave_one_out_baseline_text", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # ### Exercise 2 — the leave-one-out baseline
+#
 # `returns` has shape `(P, k)`: P prompts, k samples each. Return the RLOO baseline of every sample,
-# $b_{ij} = \frac{1}{k-1}\sum_{l\ne j} R_{il}$, shape `(P, k)` — vectorised, no Python loop.
+# $b_{ij} = \frac{1}{k-1}\sum_{l\ne j} R_{il}$, shape `(P, k)` — vectorised, no Python loop. (Lesson 06's
+# advantages are $R - b$ of exactly this.)
 
 # %% nbgrader={"grade": false, "grade_id": "leave_one_out_baseline", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def leave_one_out_baseline(returns):
@@ -566,6 +571,7 @@ exercises.check_leave_one_out_baseline(leave_one_out_baseline, hidden=True)
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "running_mean_baselines_text", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # ### Exercise 3 — the running-mean baseline
+#
 # Given the mean return of each successive batch (a list of floats) and a decay $d$, return the list of
 # baselines *used* for each batch: the value before that batch is folded in (so the gradient stays unbiased).
 # Start from 0; the first update takes the batch mean outright; after that $b \leftarrow d\,b + (1-d)\,\bar R$.
@@ -588,11 +594,13 @@ exercises.check_running_mean_baselines(running_mean_baselines, hidden=True)
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "gradient_variance_text", "locked": true, "schema_version": 3, "solution": false, "task": false}
-# ### Exercise 4 — per-sample gradient variance
+# ### Exercise 4 — per-sample gradient variance, batched
+#
 # For a `SoftmaxPolicy` (parameter `policy.logits`, shape `(P, A)`) and n samples (`prompts`, `actions`,
 # `advantages`, each `(n,)`), compute the per-sample estimates $g_i = A_i\nabla_\theta\log\pi_\theta(a_i|x_i)$
-# with `torch.func` (`vmap` over `grad`), and return their total variance: the trace of their sample
-# covariance (divide by n − 1), as a float.
+# **all at once** with `torch.func` (`vmap` over `grad`), and return their total variance: the trace of their
+# sample covariance (divide by n − 1), as a float. The check also counts the torch calls your function makes at
+# n = 8 and n = 64: a Python loop over the samples (one backward pass each) gives the right number but fails.
 
 # %% nbgrader={"grade": false, "grade_id": "gradient_variance", "locked": false, "schema_version": 3, "solution": true, "task": false}
 from torch.func import grad, vmap
@@ -611,6 +619,77 @@ exercises.check_gradient_variance(gradient_variance)
 ### BEGIN HIDDEN TESTS
 exercises.check_gradient_variance(gradient_variance, hidden=True)
 ### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "baseline_shrink_text", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ### Exercise 5 — measure, then decide: is the self-inclusive mean unbiased?
+# Claim: *"the seed's baseline — the batch's own mean return, the sample itself included — leaves the policy
+# gradient unbiased."* Test it on a bandit small enough that the check knows the exact answer (set up below:
+# one prompt, 4 arms, noiseless rewards, $k = 2$ samples per batch). Draw M batches with `sample_batches`; for
+# each, the advantages $A_i = R_i - \bar R$ (the batch's own mean) and the estimate of Exercise 1,
+# $\hat g_m = \frac1k\sum_i A_i(e_{a_i} - \pi)$; project it on the exact gradient:
+# $s_m = \hat g_m\cdot\nabla J/|\nabla J|^2$ ($s = 1$ along $\nabla J$ means unbiased).
+# Return `shrink_estimate` (the mean of the $s_m$), `shrink_se` (its standard error), `decision` (`"refuted"` if
+# the estimate lies more than 3 SE from 1, else `"supported"`) and `n_batches` (M).
+#
+# Graded against the exact value, which the check computes by enumerating every batch: your estimate must lie
+# within 3 of *your* standard errors of it, your SE must be small enough to decide (≤ 0.1) and fit your M, and
+# the decision must be right. M = 2000 takes a second or two.
+
+# %% nbgrader={"grade": false, "grade_id": "setup_baseline_shrink", "locked": true, "schema_version": 3, "solution": false, "task": false}
+from reinforce_edu.teaching.exercises.measurement import K, POLICY, SETTING
+from reinforce_edu.toy.bandit_estimates import sample_batches
+from reinforce_edu.toy.bandits import make_bandit
+
+bandit = make_bandit(**SETTING)  # one prompt, 4 arms, noiseless rewards
+policy = bandit.make_policy(**POLICY)
+probs = torch.softmax(policy.logits.detach().double(), -1)[0]  # π, (A,)
+exact = bandit.exact_gradient(policy.logits).double()[0]  # ∇J, (A,)
+
+# %% nbgrader={"grade": false, "grade_id": "baseline_shrink", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def measure_shrink():
+    ### BEGIN SOLUTION
+    n_batches = 2000
+    batches = sample_batches(bandit, policy, n_batches, K, seed=1)  # actions, rewards: (M, 1, K)
+    rewards, actions = batches.rewards[:, 0].double(), batches.actions[:, 0]  # (M, K)
+    adv = rewards - rewards.mean(dim=1, keepdim=True)  # the self-inclusive batch mean as baseline
+    onehot = torch.nn.functional.one_hot(actions, len(probs)).double()  # (M, K, A)
+    g = (adv[..., None] * (onehot - probs)).mean(dim=1)  # (M, A): ĝ of each batch
+    s = g @ exact / exact.square().sum()  # (M,) projection on ∇J
+    estimate, se = float(s.mean()), float(s.std() / n_batches ** 0.5)
+    decision = "refuted" if abs(estimate - 1) > 3 * se else "supported"
+    return estimate, se, decision, n_batches
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "baseline_shrink_check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+shrink_estimate, shrink_se, decision, n_batches = measure_shrink()
+exercises.check_baseline_shrink(shrink_estimate, shrink_se, decision, n_batches)
+### BEGIN HIDDEN TESTS
+exercises.check_baseline_shrink(shrink_estimate, shrink_se, decision, n_batches, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "self_inclusive_shrink_text", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ### Exercise 6 — why does the self-inclusive mean shrink the gradient? (written, 2 points)
+#
+# In 3–6 sentences, in the cell below: why is $\mathbb E[\hat g] = (1 - 1/n)\nabla J$ when the baseline is the
+# batch's own mean with the sample itself included? Why does leave-one-out not shrink it? What did your
+# measurement in Exercise 5 show? (Graded by hand.)
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "self_inclusive_shrink", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+# ### BEGIN SOLUTION
+# **Model answer.** The baseline $\bar R = \frac1n\sum_j R_j$ contains the sample's own reward $R_i$, so the term
+# $\bar R\,\nabla\log\pi(a_i)$ has a part $\frac1n R_i\nabla\log\pi(a_i)$ whose expectation is not zero: it is
+# $\frac1n$ of that sample's own contribution to $\nabla J$. The other $n-1$ rewards are independent of $a_i$, and
+# $\mathbb E[\nabla\log\pi(a_i)] = 0$, so their part vanishes. Altogether $\mathbb E[\hat g] = \nabla J - \frac1n\nabla J$:
+# the right direction, too short by $1/n$. Leave-one-out uses only the *other* samples' rewards, independent of
+# $a_i$, so it is unbiased; indeed $R_i - \bar R = \frac{n-1}{n}(R_i - b_i^{\rm LOO})$ exactly. Exercise 5 measured
+# $s \approx 0.5 = 1 - 1/2$ at $n = 2$, tens of standard errors from 1: the claim is refuted.
+#
+# **Rubric (2 points).** 1 point: the baseline depends on the sample's own reward (the $R_i/n$ term), while the
+# other terms vanish because $\mathbb E[\nabla\log\pi] = 0$. 1 point: leave-one-out is independent of the sample,
+# hence unbiased (or the $\frac{n-1}{n}$ identity), tied to the measured $s\approx 0.5$. No point for "a baseline
+# reduces variance" alone: the question is about the mean.
+# ### END SOLUTION
 
 # %% [markdown]
 # ## Summary

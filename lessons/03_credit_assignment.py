@@ -567,9 +567,12 @@ print(f"lesson run time: {time.perf_counter() - start:.0f} s")
 # %% [markdown]
 # ## Exercises
 #
-# Each exercise asks for a few lines that the library already implements — write them yourself, then run the
-# check below: it compares your function with the library on several inputs and says what was expected, for which
-# input, and what to revisit. (Instructors: these cells carry nbgrader markup; see the README.)
+# Each exercise asks you to write, from its formula, something the library implements. While a check runs,
+# the library's own version of it is unavailable, so your answer must not call `reinforce_edu`. The check
+# below each answer tries your function on several inputs and says what was expected, for which input,
+# which usual mistake gives exactly your answer, and what to revisit. In a class, work in the released
+# assignment (`python -m reinforce_edu.teaching.assignments release DIR`): there the worked solutions below
+# are stripped. (Instructors: these cells carry nbgrader markup; see the README.)
 
 # %% nbgrader={"grade": false, "grade_id": "setup_03", "locked": true, "schema_version": 3, "solution": false, "task": false}
 import torch
@@ -578,7 +581,8 @@ from reinforce_edu.teaching import exercises
 
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "reward_to_go_text", "locked": true, "schema_version": 3, "solution": false, "task": false}
-# ### Exercise 5 — reward-to-go
+# ### Exercise 7 — reward-to-go
+#
 # `rewards` and `mask` have shape `(B, T)`. Return $G_t = \sum_{s\ge t}\gamma^{s-t} m_s r_s$, and 0 wherever
 # $m_t = 0$ (after EOS), shape `(B, T)`.
 
@@ -601,9 +605,11 @@ exercises.check_reward_to_go(reward_to_go, hidden=True)
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "token_mean_loss_text", "locked": true, "schema_version": 3, "solution": false, "task": false}
-# ### Exercise 6 — token-mean aggregation with a mask
+# ### Exercise 8 — token-mean aggregation with a mask
+#
 # Per-token losses are $\ell_{it} = -A_{it}\log\pi_\theta(y_{it})$. Return DAPO's token mean over the whole batch:
-# $\sum_{it} m_{it}\ell_{it} / \sum_{it} m_{it}$ (a scalar). Masked tokens must not count in either sum.
+# $\sum_{it} m_{it}\ell_{it} / \sum_{it} m_{it}$ (a scalar). Masked tokens must not count in either sum. Not
+# `seq_mean` (each sequence's mean, then the mean over sequences): the check tells them apart.
 
 # %% nbgrader={"grade": false, "grade_id": "token_mean_loss", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def token_mean_loss(logp, advantages, mask):

@@ -537,9 +537,12 @@ print(f"lesson run time: {time.perf_counter() - start:.0f} s")
 # %% [markdown]
 # ## Exercises
 #
-# Each exercise asks for a few lines that the library already implements — write them yourself, then run the
-# check below: it compares your function with the library on several inputs and says what was expected, for which
-# input, and what to revisit. (Instructors: these cells carry nbgrader markup; see the README.)
+# Each exercise asks you to write, from its formula, something the library implements. While a check runs,
+# the library's own version of it is unavailable, so your answer must not call `reinforce_edu`. The check
+# below each answer tries your function on several inputs and says what was expected, for which input,
+# which usual mistake gives exactly your answer, and what to revisit. In a class, work in the released
+# assignment (`python -m reinforce_edu.teaching.assignments release DIR`): there the worked solutions below
+# are stripped. (Instructors: these cells carry nbgrader markup; see the README.)
 
 # %% nbgrader={"grade": false, "grade_id": "setup_04", "locked": true, "schema_version": 3, "solution": false, "task": false}
 import torch
@@ -548,7 +551,8 @@ from reinforce_edu.teaching import exercises
 
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "k3_text", "locked": true, "schema_version": 3, "solution": false, "task": false}
-# ### Exercise 7 — the k3 estimator of KL
+# ### Exercise 9 — the k3 estimator of KL
+#
 # With $\rho_t = \log\pi_\text{ref}(y_t) - \log\pi_\theta(y_t)$, return $k_3 = (e^{\rho_t} - 1) - \rho_t$ per token,
 # shape `(B, T)`.
 
@@ -567,7 +571,8 @@ exercises.check_k3(k3, hidden=True)
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "reinforce_loss_text", "locked": true, "schema_version": 3, "solution": false, "task": false}
-# ### Exercise 8 — the corrected `reinforce_loss`
+# ### Exercise 10 — the corrected `reinforce_loss`
+#
 # Fix the seed's function. Inputs: `logp`, `ref_logp`, `mask` `(B, T)`, `rewards` `(B,)`, `beta`, and `k` samples
 # per prompt (rows prompt-major). Return the loss whose gradient is the REINFORCE estimate for the KL-regularised
 # return: per sequence $R_i = r_i - \beta\sum_t m_{it}(\log\pi_\theta - \log\pi_\text{ref})$ (k1), **detached**;

@@ -381,9 +381,12 @@ for title, idx in (("over-rated by the reward model", disagreement.topk(2).indic
 # %% [markdown]
 # ## Exercises
 #
-# Each exercise asks for a few lines that the library already implements — write them yourself, then run the
-# check below: it compares your function with the library on several inputs and says what was expected, for which
-# input, and what to revisit. (Instructors: these cells carry nbgrader markup; see the README.)
+# Each exercise asks you to write, from its formula, something the library implements. While a check runs,
+# the library's own version of it is unavailable, so your answer must not call `reinforce_edu`. The check
+# below each answer tries your function on several inputs and says what was expected, for which input,
+# which usual mistake gives exactly your answer, and what to revisit. In a class, work in the released
+# assignment (`python -m reinforce_edu.teaching.assignments release DIR`): there the worked solutions below
+# are stripped. (Instructors: these cells carry nbgrader markup; see the README.)
 
 # %% nbgrader={"grade": false, "grade_id": "setup_05", "locked": true, "schema_version": 3, "solution": false, "task": false}
 import torch
@@ -392,7 +395,8 @@ from reinforce_edu.teaching import exercises
 
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "bradley_terry_loss_text", "locked": true, "schema_version": 3, "solution": false, "task": false}
-# ### Exercise 9 — the Bradley–Terry loss
+# ### Exercise 11 — the Bradley–Terry loss
+#
 # Given reward-model scores of the chosen and rejected answers (each `(N,)`), return the mean of
 # $-\log\sigma(r_\text{chosen} - r_\text{rejected})$. It must stay finite for margins of ±100.
 

@@ -407,9 +407,12 @@ print(f"lesson run time: {time.perf_counter() - start:.0f} s")
 # %% [markdown]
 # ## Exercises
 #
-# Each exercise asks for a few lines that the library already implements — write them yourself, then run the
-# check below: it compares your function with the library on several inputs and says what was expected, for which
-# input, and what to revisit. (Instructors: these cells carry nbgrader markup; see the README.)
+# Each exercise asks you to write, from its formula, something the library implements. While a check runs,
+# the library's own version of it is unavailable, so your answer must not call `reinforce_edu`. The check
+# below each answer tries your function on several inputs and says what was expected, for which input,
+# which usual mistake gives exactly your answer, and what to revisit. In a class, work in the released
+# assignment (`python -m reinforce_edu.teaching.assignments release DIR`): there the worked solutions below
+# are stripped. (Instructors: these cells carry nbgrader markup; see the README.)
 
 # %% nbgrader={"grade": false, "grade_id": "setup_06", "locked": true, "schema_version": 3, "solution": false, "task": false}
 import torch
@@ -418,7 +421,8 @@ from reinforce_edu.teaching import exercises
 
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "completion_logprobs_text", "locked": true, "schema_version": 3, "solution": false, "task": false}
-# ### Exercise 10 — log-probs of the completion, with an EOS mask
+# ### Exercise 12 — log-probs of the completion, with an EOS mask
+#
 # `logits` `(B, L, V)` come from one forward pass over `input_ids` `(B, L)` = prompt (length `prompt_length`) +
 # completion (length T). Return the log-probability of each completion token, shape `(B, T)`, computed as
 # gather − logsumexp (no full `log_softmax` copy), and 0 where `completion_mask` is 0 (after EOS).
@@ -440,32 +444,41 @@ exercises.check_completion_logprobs(completion_logprobs)
 exercises.check_completion_logprobs(completion_logprobs, hidden=True)
 ### END HIDDEN TESTS
 
-# %% [markdown] nbgrader={"grade": false, "grade_id": "rloo_advantages_text", "locked": true, "schema_version": 3, "solution": false, "task": false}
-# ### Exercise 11 — RLOO advantages
-# `rewards` has shape `(B,)` with B = P·k, the k samples of each prompt adjacent. Return
-# $A_i = R_i - \frac{1}{k-1}\sum_{j\ne i,\;j\in\text{group}(i)} R_j$, shape `(B,)`.
+# %% [markdown] nbgrader={"grade": false, "grade_id": "importance_weights_text", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ### Exercise 13 — an importance weight for a reused batch
+#
+# Sampling is the slow part of a step, so a trainer may take a second optimiser step on the same batch. By
+# then the policy has moved: the batch came from $\pi_\text{old}$. Weight each completion by
+# $w_i = \pi_\theta(y_i)/\pi_\text{old}(y_i) = \exp\sum_t m_{it}(\log\pi_\theta(y_{it}) - \log\pi_\text{old}(y_{it}))$
+# (the sum in log space, over unmasked tokens only), and return the loss $-\frac1B\sum_i w_i A_i$. Inputs:
+# `logp` (with gradient), `old_logp`, `mask` `(B, T)`; `advantages` `(B,)`. `old_logp` and the advantages are
+# constants: at the first step, $\theta = \theta_\text{old}$, $w_i = 1$, and the gradient must be REINFORCE's. The
+# check compares the gradient too, once with `old_logp` the very same tensor as `logp`.
 
-# %% nbgrader={"grade": false, "grade_id": "rloo_advantages", "locked": false, "schema_version": 3, "solution": true, "task": false}
-def rloo_advantages(rewards, k):
+# %% nbgrader={"grade": false, "grade_id": "importance_weights", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def importance_weights(logp, old_logp, advantages, mask):
     ### BEGIN SOLUTION
-    grouped = rewards.view(-1, k)  # (P, k)
-    baseline = (grouped.sum(dim=1, keepdim=True) - grouped) / (k - 1)
-    return (grouped - baseline).reshape(-1)
+    log_w = ((logp - old_logp.detach()) * mask).sum(dim=1)  # (B,) log π_θ(y_i) − log π_old(y_i)
+    return -(torch.exp(log_w) * advantages.detach()).mean()
     ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "rloo_advantages_check", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
-exercises.check_rloo_advantages(rloo_advantages)
+# %% nbgrader={"grade": true, "grade_id": "importance_weights_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+exercises.check_importance_weights(importance_weights)
 ### BEGIN HIDDEN TESTS
-exercises.check_rloo_advantages(rloo_advantages, hidden=True)
+exercises.check_importance_weights(importance_weights, hidden=True)
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "training_step_text", "locked": true, "schema_version": 3, "solution": false, "task": false}
-# ### Exercise 12 — one training step
+# ### Exercise 14 — one training step
+#
 # Write the step the trainer takes, on a bandit policy so it runs in a blink: `rewards` `(P, k)` for `actions`
 # `(P, k)` sampled from `policy` at `prompts` `(P,)`. Zero the gradients; RLOO advantages; the surrogate loss
 # $-\mathrm{mean}(\log\pi\cdot A)$; backward; clip the gradient norm to 1.0; and take the optimiser step **only if**
 # the loss and the gradient norm are finite (a NaN reward must leave the weights untouched). Return the loss.
+# The check calls your step twice with the *same* optimiser, as training does, and once with rewards that
+# carry gradient (a KL penalty from the policy's own log-probs folded in, lesson 04): the advantage must be a
+# constant for the loss.
 
 # %% nbgrader={"grade": false, "grade_id": "training_step", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def training_step(policy, optimizer, prompts, actions, rewards):

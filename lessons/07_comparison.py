@@ -683,3 +683,96 @@ print(f"| PPO: more memory than every other method, > 1.3x the s/step of each | 
 # - Raise the budget until the reward differences resolve: `scripts/full_comparison.py --steps 40
 #   --samples-per-step 32` (about an hour on 2 cores; minutes on a GPU).
 # - `python benchmarks/vs_trl.py`: where does TRL spend the time ours saves? (Read its docstring first.)
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise asks you to write, from its formula, something the library implements. While a check runs,
+# the library's own version of it is unavailable, so your answer must not call `reinforce_edu`. The check
+# below each answer tries your function on several inputs and says what was expected, for which input,
+# which usual mistake gives exactly your answer, and what to revisit. In a class, work in the released
+# assignment (`python -m reinforce_edu.teaching.assignments release DIR`): there the worked solutions below
+# are stripped. (Instructors: these cells carry nbgrader markup; see the README.)
+
+# %% nbgrader={"grade": false, "grade_id": "setup_07", "locked": true, "schema_version": 3, "solution": false, "task": false}
+import torch
+
+from reinforce_edu.teaching import exercises
+
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "grpo_advantages_text", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ### Exercise 15 — GRPO's group normalisation
+#
+# `rewards` `(B,)` hold the returns of P prompts × k samples, the k samples of each prompt adjacent. Return
+# GRPO's advantages $A_{ij} = (R_{ij} - \mathrm{mean}_i)/(\mathrm{std}_i + \varepsilon)$, shape `(B,)`, where the mean and
+# the **unbiased** std (divide by k − 1) are over prompt i's own k returns. A group whose returns are all equal
+# must get advantages 0, not NaN.
+
+# %% nbgrader={"grade": false, "grade_id": "grpo_advantages", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def grpo_advantages(rewards, k, eps):
+    ### BEGIN SOLUTION
+    grouped = rewards.view(-1, k)  # (P, k)
+    mean, std = grouped.mean(dim=1, keepdim=True), grouped.std(dim=1, keepdim=True)  # (P, 1) each, std unbiased
+    return ((grouped - mean) / (std + eps)).reshape(-1)  # (B,)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "grpo_advantages_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+exercises.check_grpo_advantages(grpo_advantages)
+### BEGIN HIDDEN TESTS
+exercises.check_grpo_advantages(grpo_advantages, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "ppo_clip_loss_text", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ### Exercise 16 — PPO's clipped surrogate
+#
+# Inputs: `logp` (with gradient), `old_logp`, per-token advantages `advantages` and `mask`, all `(B, T)`, and
+# the clip range $\varepsilon$. With $\rho_t = \exp(\log\pi_\theta - \log\pi_\text{old})$, return the token mean of
+# $\max(-\rho_t\hat A_t,\ -\mathrm{clip}(\rho_t, 1-\varepsilon, 1+\varepsilon)\hat A_t)$ over the unmasked tokens (the
+# pessimistic bound: the clip only removes the credit for moving further). `old_logp` and $\hat A$ are
+# constants. The check compares the gradient too: zero on the tokens where the clip binds.
+
+# %% nbgrader={"grade": false, "grade_id": "ppo_clip_loss", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def ppo_clip_loss(logp, old_logp, advantages, mask, clip_range):
+    ### BEGIN SOLUTION
+    ratio = torch.exp((logp - old_logp.detach()) * mask)  # (B, T); 1 on padding
+    adv = advantages.detach()
+    per_token = torch.maximum(-ratio * adv, -ratio.clamp(1 - clip_range, 1 + clip_range) * adv)  # (B, T)
+    return (per_token * mask).sum() / mask.sum()  # token mean
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "ppo_clip_loss_check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+exercises.check_ppo_clip_loss(ppo_clip_loss)
+### BEGIN HIDDEN TESTS
+exercises.check_ppo_clip_loss(ppo_clip_loss, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "when_critic_pays_text", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ### Exercise 17 — when does a critic pay? (written, 2 points)
+#
+# PPO trains a second model, the critic $V_\phi(s_t)$, to give a per-token baseline; RLOO gets its baseline from
+# the other $k-1$ samples of the same prompt. In 4–8 sentences, in the cell below: what does each cost, in
+# samples, memory and compute? In which situation would you expect the critic to pay for itself, and in which
+# not? Use what this lesson measured. (Graded by hand.)
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "when_critic_pays", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+# ### BEGIN SOLUTION
+# **Model answer.** RLOO's baseline costs $k \ge 2$ samples per prompt and nothing else; it is unbiased and
+# per-prompt, but one number per completion (no credit inside the sequence). The critic costs a second model
+# (memory for its weights, gradients and optimiser state; a forward and backward pass per step: this lesson
+# measured PPO's memory above every other method and its time per step over 1.3× theirs) and it is biased
+# while it is still wrong. It pays when its per-token values carry information the group cannot: long
+# completions with intermediate signal (per-token KL or dense rewards), where a per-token baseline cuts the
+# variance of credit assignment (lesson 03); when sampling is so expensive that $k = 1$ per prompt; or when the
+# batch is reused for several epochs (with the clip), so the cost of the critic is spread over more updates. It
+# does not pay with one sparse reward at the end of short completions and cheap sampling: the leave-one-out
+# mean of $k$ samples is already a good per-prompt baseline. In this lesson the question is then whether PPO's
+# gold reward beats RLOO's by more than the comparison's standard errors, for its extra memory and time.
+#
+# **Rubric (2 points).** 1 point: the costs on both sides, named concretely (a second model: memory and
+# compute, bias while it learns; versus $k$ samples per prompt). 1 point: a situation where the critic pays
+# (dense/per-token signal, long sequences, $k = 1$, reused batches) and one where it does not (sparse terminal
+# reward, cheap sampling), tied to a measured figure of this lesson. No point for "PPO is more stable" without
+# a reason.
+# ### END SOLUTION

@@ -24,9 +24,15 @@ REQUIRED_TOPICS = {  # grade_id -> the concept the issue asks an exercise for
     "reinforce_loss": "the corrected reinforce_loss",
     "bradley_terry_loss": "the Bradley–Terry loss",
     "completion_logprobs": "completion log-probs with padding/EOS masks",
-    "rloo_advantages": "RLOO advantages",
+    "importance_weights": "an importance weight for a reused batch",
     "training_step": "one training step",
+    "grpo_advantages": "GRPO's group normalisation",
+    "ppo_clip_loss": "PPO's clipped surrogate",
+    "baseline_shrink": "a measurement: a bias with its standard error, and a decision",
+    "self_inclusive_shrink": "a written answer: why the self-inclusive mean shrinks the gradient",
+    "when_critic_pays": "a written answer: when a critic pays",
 }
+AUTO_POINTS, MANUAL_POINTS = 32, 4  # the totals the README states
 
 
 def test_strip_solution_keeps_indentation_and_code_around():
@@ -44,18 +50,45 @@ def assignments():
     return assignment_notebooks()
 
 
-def test_at_least_twelve_exercises_cover_the_required_topics(assignments):
+def test_the_exercises_cover_the_required_topics_and_the_stated_points(assignments):
     ids = [c.metadata["nbgrader"]["grade_id"] for nb in assignments.values() for c in nb.cells if is_solution(c)]
-    assert len(ids) >= 12
+    assert len(ids) == len(set(ids)) >= 17
     assert set(REQUIRED_TOPICS) <= set(ids), f"missing: {set(REQUIRED_TOPICS) - set(ids)}"
-    assert {stem[:2] for stem in assignments} >= {"01", "02", "03", "04", "05", "06"}
+    assert {stem[:2] for stem in assignments} >= {"01", "02", "03", "04", "05", "06", "07"}
+    grades = [c for nb in assignments.values() for c in nb.cells if is_grade(c)]
+    assert sum(c.metadata["nbgrader"]["points"] for c in grades if c.cell_type == "code") == AUTO_POINTS
+    assert sum(c.metadata["nbgrader"]["points"] for c in grades if c.cell_type == "markdown") == MANUAL_POINTS
 
 
 def test_every_grade_cell_has_hidden_tests_and_points(assignments):
     for nb in assignments.values():
         for c in nb.cells:
-            if is_grade(c):
+            if is_grade(c) and c.cell_type == "code":
                 assert "### BEGIN HIDDEN TESTS" in c.source and c.metadata["nbgrader"]["points"] > 0
+
+
+def test_written_answers_carry_points_and_a_rubric_inside_the_solution(assignments):
+    written = [c for nb in assignments.values() for c in nb.cells if c.cell_type == "markdown" and is_grade(c)]
+    assert len(written) >= 2
+    for c in written:
+        assert is_solution(c) and c.metadata["nbgrader"]["points"] > 0
+        inside = c.source.split("### BEGIN SOLUTION")[1].split("### END SOLUTION")[0]
+        assert "**Rubric" in inside and "**Model answer.**" in inside
+
+
+def test_student_versions_do_not_import_what_the_exercises_ask_for(assignments):
+    from reinforce_edu.teaching.assignments.markup import student_version
+    from reinforce_edu.teaching.exercises import lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07
+    from reinforce_edu.teaching.exercises import training_step
+
+    forbidden = {name.rpartition(".")[2] for mod in (lesson01, lesson02, lesson03, lesson04, lesson05, lesson06,
+                                                     lesson07, training_step)
+                 for key, names in vars(mod).items() if key.startswith("FORBID") for name in names}
+    assert "LeaveOneOutBaseline" in forbidden and "clipped_surrogate" in forbidden
+    for stem, nb in assignments.items():
+        code = "\n".join(c.source for c in student_version(nb).cells if c.cell_type == "code")
+        imports = [line for line in code.splitlines() if line.lstrip().startswith(("from reinforce_edu", "import reinforce_edu"))]
+        assert not any(name in line for line in imports for name in forbidden), (stem, imports)
 
 
 @pytest.fixture(scope="module")
@@ -70,21 +103,23 @@ def test_release_writes_student_and_source_versions(released, assignments):
         student = nbformat.read(released / stem / f"{stem}.ipynb", as_version=4)
         source = nbformat.read(released / "source" / stem / f"{stem}.ipynb", as_version=4)
         text = "\n".join(c.source for c in student.cells if c.cell_type == "code")
-        assert "### BEGIN SOLUTION" not in text and "BEGIN HIDDEN TESTS" not in text
-        assert text.count("raise NotImplementedError()") == sum(is_solution(c) for c in student.cells)
+        everything = "\n".join(c.source for c in student.cells)
+        assert "### BEGIN SOLUTION" not in everything and "BEGIN HIDDEN TESTS" not in text and "Rubric" not in everything
+        code_solutions = sum(is_solution(c) and c.cell_type == "code" for c in student.cells)
+        assert text.count("raise NotImplementedError()") == code_solutions
         assert "### BEGIN SOLUTION" in "\n".join(c.source for c in source.cells)
 
 
 def test_student_versions_fail_every_exercise_with_not_implemented(released, assignments):
     for stem in assignments:
-        scores = grade_notebook(released / stem / f"{stem}.ipynb")
+        scores = [s for s in grade_notebook(released / stem / f"{stem}.ipynb") if not s.manual]
         assert scores and all(s.points == 0 for s in scores), [(s.grade_id, s.feedback) for s in scores]
         assert all("NotImplementedError" in s.feedback for s in scores), [s.feedback for s in scores]
 
 
 def test_solution_versions_pass_every_exercise(released, assignments):
     for stem in assignments:
-        scores = grade_notebook(released / "source" / stem / f"{stem}.ipynb")
+        scores = [s for s in grade_notebook(released / "source" / stem / f"{stem}.ipynb") if not s.manual]
         assert scores and all(s.points == s.max_points for s in scores), [(s.grade_id, s.feedback) for s in scores]
 
 
@@ -94,7 +129,7 @@ def test_grade_cli_prints_a_table_and_writes_csv(released, assignments, capsys, 
     assert cli(["grade", str(released / "source" / stem / f"{stem}.ipynb"), "--csv", str(csv_path)]) == 0
     out = capsys.readouterr().out
     assert f"total {stem}.ipynb" in out
-    assert csv_path.read_text().splitlines()[0] == "notebook,exercise,points,max_points,feedback"
+    assert csv_path.read_text().splitlines()[0] == "notebook,exercise,points,max_points,manual,feedback"
 
 
 def test_grade_cli_missing_notebook_is_a_clear_error(tmp_path, capsys):
@@ -108,26 +143,52 @@ def _nbgrader(course: Path, *args: str) -> None:
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
 
 
-def test_real_nbgrader_generate_and_autograde(tmp_path, released, assignments, monkeypatch):
+ROUND_TRIP = "02_baselines_and_variance"  # one lesson: a code, a batched, a measurement and a written exercise
+
+
+def test_real_nbgrader_round_trip_scores_right_wrong_and_library_answers(tmp_path, released, monkeypatch):
+    """nbgrader itself: generate_assignment -> three filled submissions -> autograde -> the expected scores."""
     from nbgrader.api import Gradebook
+
+    from reinforce_edu.teaching.assignments.submissions import fill, solution_bodies
+    from reinforce_edu.teaching.assignments.wrong_answers import WRONG_ANSWERS
 
     # nbgrader runs its `alembic` migration tool from PATH: put this environment's scripts first
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-
-    course = tmp_path / "course"
+    course, stem = tmp_path / "course", ROUND_TRIP
     (course / "source").mkdir(parents=True)
     (course / "nbgrader_config.py").write_text(
         "c = get_config()\nc.CourseDirectory.course_id = 'reinforce-edu'\nc.Execute.timeout = 600\n")
-    for stem in assignments:
-        shutil.copytree(released / "source" / stem, course / "source" / stem)
-        _nbgrader(course, "generate_assignment", stem, "--force")
-        # an untouched student copy, and a copy with the solutions filled in
-        shutil.copytree(course / "release" / stem, course / "submitted" / "untouched" / stem)
-        shutil.copytree(course / "source" / stem, course / "submitted" / "solutions" / stem)
-        _nbgrader(course, "autograde", stem, "--force")
+    shutil.copytree(released / "source" / stem, course / "source" / stem)
+    _nbgrader(course, "generate_assignment", stem, "--force")
+    student = nbformat.read(course / "release" / stem / f"{stem}.ipynb", as_version=4)
+    right = solution_bodies(nbformat.read(course / "source" / stem / f"{stem}.ipynb", as_version=4))
+    wrong = WRONG_ANSWERS[stem]
+    submissions = {
+        "right": right,
+        "mixed": {**right, "leave_one_out_baseline": wrong["leave_one_out_baseline"][0],  # divides by k
+                  "gradient_variance": wrong["gradient_variance"][0]},  # a loop where vmap is asked
+        "library": {**right, "leave_one_out_baseline": wrong["leave_one_out_baseline:library"][0],
+                    "running_mean_baselines": wrong["running_mean_baselines:library"][0]},
+    }
+    for student_id, answers in submissions.items():
+        folder = course / "submitted" / student_id / stem
+        folder.mkdir(parents=True)
+        nbformat.write(fill(student, answers), folder / f"{stem}.ipynb")
+    _nbgrader(course, "autograde", stem, "--force")
+
+    expected_zero = {"right": set(), "mixed": {"leave_one_out_baseline", "gradient_variance"},
+                     "library": {"leave_one_out_baseline", "running_mean_baselines"}}
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-        for stem in assignments:
-            full = gb.find_submission(stem, "solutions")
-            empty = gb.find_submission(stem, "untouched")
-            assert full.max_score > 0 and full.score == full.max_score, stem
-            assert empty.score == 0, stem
+        for student_id, zero in expected_zero.items():
+            for gid in ("leave_one_out_baseline", "running_mean_baselines", "gradient_variance", "baseline_shrink"):
+                grade = gb.find_grade(f"{gid}_check", stem, stem, student_id)
+                want = 0 if gid in zero else grade.max_score
+                assert grade.auto_score == want, (student_id, gid, grade.auto_score)
+            written = gb.find_grade("self_inclusive_shrink", stem, stem, student_id)
+            assert written.auto_score is None and written.max_score == 2  # left for the instructor
+        assert gb.find_submission(stem, "right").score == 8  # every auto-graded point; the written 2 by hand
+    graded = nbformat.read(course / "autograded" / "library" / stem / f"{stem}.ipynb", as_version=4)
+    text = "\n".join(str(o.get("evalue", "")) for c in graded.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "this exercise asks you to write leave_one_out_baseline yourself" in text
+    assert "this exercise asks you to write running_mean_baselines yourself" in text

@@ -3,6 +3,7 @@
     python -m reinforce_edu.teaching.assignments release DIR            # student versions, one folder per lesson
     python -m reinforce_edu.teaching.assignments release DIR --source   # also the nbgrader source versions
     python -m reinforce_edu.teaching.assignments grade NOTEBOOK... [--csv scores.csv]
+    python -m reinforce_edu.teaching.assignments grade-class [--lesson 02] [--students 100] [--workers 2] [--out DIR]
 """
 
 from __future__ import annotations
@@ -59,17 +60,19 @@ def grade(paths: list[Path], csv_path: Path | None = None) -> int:
     width = max([len(r.grade_id) for r in rows] + [8])
     print(f"{'notebook':<36} {'exercise':<{width}} {'score':>9}  feedback")
     for r in rows:
-        print(f"{r.notebook:<36} {r.grade_id:<{width}} {r.points:>4g}/{r.max_points:<4g}  {r.feedback[:100]}")
+        score = "by hand" if r.manual else f"{r.points:>4g}/{r.max_points:<4g}"
+        print(f"{r.notebook:<36} {r.grade_id:<{width}} {score:>9}  {r.feedback[:100]}")
     for nb_name in dict.fromkeys(r.notebook for r in rows):
-        got = sum(r.points for r in rows if r.notebook == nb_name)
-        total = sum(r.max_points for r in rows if r.notebook == nb_name)
-        print(f"total {nb_name}: {got:g}/{total:g}")
+        got = sum(r.points for r in rows if r.notebook == nb_name and not r.manual)
+        total = sum(r.max_points for r in rows if r.notebook == nb_name and not r.manual)
+        by_hand = sum(r.max_points for r in rows if r.notebook == nb_name and r.manual)
+        print(f"total {nb_name}: {got:g}/{total:g} auto-graded" + (f", + {by_hand:g} points by hand" if by_hand else ""))
     if csv_path is not None:
         with open(csv_path, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["notebook", "exercise", "points", "max_points", "feedback"])
+            w.writerow(["notebook", "exercise", "points", "max_points", "manual", "feedback"])
             for r in rows:
-                w.writerow([r.notebook, r.grade_id, r.points, r.max_points, r.feedback])
+                w.writerow([r.notebook, r.grade_id, r.points, r.max_points, r.manual, r.feedback])
         print(f"wrote {csv_path}")
     return 0
 
@@ -84,11 +87,23 @@ def main(argv: list[str] | None = None) -> int:
     gr = sub.add_parser("grade", help="execute notebooks and print a per-exercise score table")
     gr.add_argument("notebooks", nargs="+", type=Path)
     gr.add_argument("--csv", type=Path, default=None, help="also write the scores to this CSV file")
+    gc = sub.add_parser("grade-class", help="grade a synthetic class of one lesson: time, score table (CSV), plot")
+    gc.add_argument("--lesson", default="02", help="the lesson number, e.g. 02")
+    gc.add_argument("--students", type=int, default=100)
+    gc.add_argument("--workers", type=int, default=2, help="submissions graded at once (one process each)")
+    gc.add_argument("--out", type=Path, default=Path("class_scores"))
     args = parser.parse_args(argv)
     try:
         if args.command == "release":
             for p in release(args.dir, source=args.source):
                 print(f"wrote {p}")
+            return 0
+        if args.command == "grade-class":
+            from reinforce_edu.teaching.assignments.classroom import run
+
+            if args.students < 1 or args.workers < 1:
+                raise ValueError("--students and --workers must be at least 1")
+            run(args.lesson, args.students, args.workers, args.out)
             return 0
         return grade(args.notebooks, args.csv)
     except (FileNotFoundError, ValueError) as err:

@@ -19,6 +19,7 @@ class ExerciseScore:
     points: float
     max_points: float
     feedback: str  # the checker's message, or the error that failed the cell
+    manual: bool = False  # a written answer: scored by hand (points stay 0 here), not by the autograder
 
 
 def grade_notebook(path: str | Path, timeout: int = 600) -> list[ExerciseScore]:
@@ -30,6 +31,12 @@ def grade_notebook(path: str | Path, timeout: int = 600) -> list[ExerciseScore]:
     scores = []
     with client.setup_kernel():
         for index, cell in enumerate(nb.cells):
+            if cell.cell_type == "markdown" and is_grade(cell):
+                meta = nbgrader_meta(cell)
+                scores.append(ExerciseScore(path.name, meta.get("grade_id", f"cell-{index}"), 0.0,
+                                            float(meta.get("points", 0)), "written answer: grade by hand (rubric in "
+                                            "the source version)", manual=True))
+                continue
             if cell.cell_type != "code":
                 continue
             try:
