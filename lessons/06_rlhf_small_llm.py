@@ -262,6 +262,76 @@ for i in range(0, 8, 2):
 # proxy's ranking of them says less and less about the gold ranking, and their correlation drops.
 
 # %% [markdown]
+# **One change at a time (a stored run).** The comparison above changes two things at once — $\beta$ and the
+# learning rate — and runs one seed. `scripts/kl_ablation.py` changes only $\beta$: RLOO $k=4$, $\beta=0.05$
+# against $\beta=0$ at the *same* learning rate ($10^{-3}$, the fast one above), the same 16 steps of $B=8$,
+# the same prompts, 3 seeds, each policy scored on 32 held-out prompts. It took 32 minutes on the course's
+# 2-core AMD EPYC Zen 3 (one torch thread, shared with other work), too long for this notebook, so it is read
+# from `data/results/kl_ablation_cpu_amd-epyc-zen3.json`. Differences are paired by seed (same prompts, same
+# first batch):
+
+# %%
+# NBVAL_CHECK_OUTPUT
+import json
+
+from reinforce_edu.core.significance import mean_se, paired_difference
+
+ablation = json.loads(Path("../data/results/kl_ablation_cpu_amd-epyc-zen3.json").read_text())
+A = ablation["settings"]
+print(f"stored run: {ablation['device']}; commit {ablation['commit'][:10]}; {A['method']}, lr {A['learning_rate']:g}, "
+      f"{A['steps']} steps of B={A['samples_per_step']}, seeds {A['seeds']}")
+by_beta = {b: sorted((r for r in ablation["runs"] if r["beta"] == b), key=lambda r: r["seed"]) for b in A["betas"]}
+final_kl = lambda r: sum(c["kl"] for c in r["curve"][-3:]) / 3  # mean of the last 3 steps
+per_seed = {b: {"held-out gold": [r["eval"]["gold"] for r in rs], "held-out proxy": [r["eval"]["proxy"] for r in rs],
+                "KL, last 3 steps": [final_kl(r) for r in rs]} for b, rs in by_beta.items()}
+print(f"{'mean ± SE over seeds':<22}" + "".join(f"{'beta=' + format(b, 'g'):>16}" for b in A["betas"])
+      + f"{'beta=0 − 0.05 (paired)':>26}")
+diffs = {}
+for key in per_seed[0.05]:
+    d = paired_difference(per_seed[0.0][key], per_seed[0.05][key], ("beta=0", "beta=0.05"))
+    diffs[key] = d
+    cells = "".join(f"{'%.2f ± %.2f' % mean_se(per_seed[b][key]):>16}" for b in A["betas"])
+    print(f"{key:<22}{cells}{d.mean:>15.2f} ± {d.se:.2f} ({abs(d.mean) / d.se:.1f} SE)")
+# does gold fall while the proxy still climbs? per run: gold of the last 4 steps against its best 4-step stretch
+drop = lambda r: max(sum(c["gold"] for c in r["curve"][i:i + 4]) / 4 for i in range(len(r["curve"]) - 3)) \
+    - sum(c["gold"] for c in r["curve"][-4:]) / 4
+print("gold below its best 4-step stretch at the end, per run:",
+      {f"beta={b:g}": [round(drop(r), 2) for r in rs] for b, rs in by_beta.items()})
+gold_d = diffs["held-out gold"]
+assert 2 * gold_d.se < gold_d.mean < 4.3 * gold_d.se  # beta=0 ahead in gold: > 2 SE, short of a 3-seed t-test (4.3)
+assert all(abs(diffs[k].mean) < 2 * diffs[k].se for k in ("held-out proxy", "KL, last 3 steps"))  # not resolved
+assert all(drop(r) < 0.1 for rs in by_beta.values() for r in rs)  # nowhere does gold fall while the proxy rises
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(13, 3.3))
+for ax, key, label in zip(axes, ("proxy", "gold", "kl"),
+                          ("proxy reward (reward model)", "gold reward (VADER)", "KL to π_ref (nats)")):
+    for b, rs in by_beta.items():
+        curves = torch.tensor([[c[key] for c in r["curve"]] for r in rs])  # (seeds, steps)
+        mean, se = curves.mean(0), curves.std(0) / len(rs) ** 0.5
+        steps = range(1, curves.shape[1] + 1)
+        ax.plot(steps, mean, label=f"beta = {b:g}")
+        ax.fill_between(steps, mean - se, mean + se, alpha=0.25)
+    ax.set(xlabel="training step", ylabel=label, title=f"{label}: mean of {len(rs)} seeds, band ± 1 SE")
+    ax.title.set_fontsize(9)
+axes[0].legend()
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# What the stored run finds, honestly: with only $\beta$ changed, the run **without** the leash ends with
+# *higher* held-out gold — by about 0.05, 2.4 SE paired over 3 seeds; more than the 2 SE we use as a rule of
+# thumb, less than the 4.3 SE a $t$-test on 3 seeds asks for — the opposite of what the seed predicts. The
+# proxy and the KL differences are not resolved: at this learning rate the penalty ($\beta\cdot{\rm KL}\approx 1$
+# against a proxy gain of 3–5) is a weak leash, and both policies drift 20–40 nats from $\pi_{\rm ref}$. And
+# **gold never falls while the proxy climbs**: along this path the reward model and VADER still agree (the
+# sentiment the probe learned is largely VADER's), so the classic over-optimisation curve is *not reproduced*
+# here. The seed's claim "a frozen reference and KL prevent reward hacking" is supported on the toy (lesson 04,
+# where the hack is built in and the optimum is exact); on the LLM it is not supported at this budget. A run
+# long enough, or a proxy weaker than this one, is what would decide
+# it: `python scripts/kl_ablation.py --steps 200 --samples-per-step 64` on a GPU.
+
+# %% [markdown]
 # ## 4. Is gradient clipping essential?
 #
 # The seed text: *"Gradient clipping (max norm 1.0) is essential to prevent instability."* Clipping rescales
