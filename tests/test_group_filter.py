@@ -79,3 +79,10 @@ def test_recorder_and_lengths_by_outcome():
     right, wrong = lengths_by_outcome(tok, completions, rewards)
     assert right == n[0] and wrong == (n[1] + n[2]) / 2
     assert math.isnan(lengths_by_outcome(tok, ["x"], [0.0])[0])
+
+
+def test_group_filter_is_refused_in_several_processes(monkeypatch):
+    from reinforce_edu.llm.distributed import processes
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="group_filter runs in one process"):
+        processes(TrainConfig(device="cpu", group_filter="drop_zero_variance"))

@@ -98,3 +98,13 @@ def test_format_term_and_trl_signature():
         verifiable_reward(format_weight=float("nan"))
     with pytest.raises(ValueError, match="needs prompts"):
         correctness_reward(["5"])
+
+
+def test_called_as_trl_1_16_grpo_trainer_calls_it():
+    # trl/trainer/grpo_trainer.py (_calculate_rewards): reward_func(prompts=, completions=, completion_ids=,
+    # **dataset columns, trainer_state=, log_extra=, log_metric=); chat datasets give lists of messages
+    prompts = [[{"role": "user", "content": "What is 2 + 3? Answer with just the number."}]] * 2
+    completions = [[{"role": "assistant", "content": "5"}], [{"role": "assistant", "content": "6"}]]
+    extras = dict(completion_ids=[[1], [2]], trainer_state=object(), log_extra=print, log_metric=print)
+    assert correctness_reward(prompts=prompts, completions=completions, **extras) == [1.0, 0.0]
+    assert verifiable_reward(0.5)(prompts=prompts, completions=completions, answer=["5", "5"], **extras) == [1.5, 0.5]
