@@ -54,7 +54,7 @@ def test_the_exercises_cover_the_required_topics_and_the_stated_points(assignmen
     ids = [c.metadata["nbgrader"]["grade_id"] for nb in assignments.values() for c in nb.cells if is_solution(c)]
     assert len(ids) == len(set(ids)) >= 17
     assert set(REQUIRED_TOPICS) <= set(ids), f"missing: {set(REQUIRED_TOPICS) - set(ids)}"
-    assert {stem[:2] for stem in assignments} >= {"01", "02", "03", "04", "05", "06", "07"}
+    assert {stem[:2] for stem in assignments} >= {"01", "02", "03", "04", "05", "06", "07", "08"}
     grades = [c for nb in assignments.values() for c in nb.cells if is_grade(c)]
     assert sum(c.metadata["nbgrader"]["points"] for c in grades if c.cell_type == "code") == AUTO_POINTS
     assert sum(c.metadata["nbgrader"]["points"] for c in grades if c.cell_type == "markdown") == MANUAL_POINTS
@@ -78,11 +78,12 @@ def test_written_answers_carry_points_and_a_rubric_inside_the_solution(assignmen
 
 def test_student_versions_do_not_import_what_the_exercises_ask_for(assignments):
     from reinforce_edu.teaching.assignments.markup import student_version
-    from reinforce_edu.teaching.exercises import lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07
+    from reinforce_edu.teaching.exercises import (lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07,
+                                                  lesson08)
     from reinforce_edu.teaching.exercises import training_step
 
     forbidden = {name.rpartition(".")[2] for mod in (lesson01, lesson02, lesson03, lesson04, lesson05, lesson06,
-                                                     lesson07, training_step)
+                                                     lesson07, lesson08, training_step)
                  for key, names in vars(mod).items() if key.startswith("FORBID") for name in names}
     assert "LeaveOneOutBaseline" in forbidden and "clipped_surrogate" in forbidden
     for stem, nb in assignments.items():

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from reinforce_edu.core._checks import check_choice, check_nonnegative, check_positive_int
 from reinforce_edu.core.baselines import BASELINES
 from reinforce_edu.core.credit import AGGREGATIONS
+from reinforce_edu.core.groups import GROUP_FILTERS
 from reinforce_edu.core.kl import KL_ESTIMATORS
 from reinforce_edu.core.losses import ADVANTAGE_SCALES, KL_PLACEMENTS
 from reinforce_edu.perf.precision import DTYPES
@@ -66,6 +67,8 @@ class TrainConfig:
     """how token losses are averaged: "sum" (the policy-gradient theorem), "seq_mean", "token_mean", "constant" (lesson 03)"""
     advantage_scale: str = "none"
     """divide the advantages by the spread of the returns: "group_std" (GRPO, per prompt; needs k >= 2), "batch_std" or "none" (lesson 07)"""
+    group_filter: str = "none"
+    """"drop_zero_variance": DAPO's filter, groups whose k rewards are all equal (no advantage under RLOO/GRPO) leave the loss; "none" keeps every group (lesson 08)"""
     method: str = "reinforce"
     """"reinforce": the REINFORCE loss with the chosen baseline, one update per batch; "ppo": a learned critic, GAE and the clipped ratio, ppo_epochs updates per batch (the baseline is then unused; lesson 07)"""
     ppo_epochs: int = 2
@@ -139,12 +142,14 @@ class TrainConfig:
         if 0 < self.prompt_stride < self.prompts_per_step:
             raise ValueError(f"prompt_stride={self.prompt_stride} must be 0 or >= prompts_per_step={self.prompts_per_step} "
                              "(a smaller stride would repeat prompts in consecutive steps)")
+        check_choice(self.group_filter, "group_filter", GROUP_FILTERS)
         if self.advantage_scale == "group_std" and self.samples_per_prompt < 2:
             raise ValueError(f"advantage_scale='group_std' (GRPO) divides by the spread of each prompt's samples: "
                              f"it needs samples_per_prompt >= 2, got {self.samples_per_prompt}")
-        if self.method == "ppo" and (self.kl_placement != "reward" or self.advantage_scale != "none"):
+        if self.method == "ppo" and (self.kl_placement != "reward" or self.advantage_scale != "none"
+                                     or self.group_filter != "none"):
             raise ValueError("method='ppo' pays the KL in the per-token reward and whitens its own advantages: "
-                             "use kl_placement='reward' and advantage_scale='none'")
+                             "use kl_placement='reward', advantage_scale='none' and group_filter='none'")
         check_choice("leave_one_out" if self.baseline == "rloo" else self.baseline, "baseline", BASELINES)
         if self.method == "reinforce" and self.baseline in ("rloo", "leave_one_out") and self.samples_per_prompt < 2:
             raise ValueError(f"baseline={self.baseline!r} (leave-one-out) needs samples_per_prompt >= 2: each "

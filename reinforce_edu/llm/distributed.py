@@ -233,5 +233,7 @@ def processes(config) -> OneProcess:
     if config.advantage_scale == "batch_std":
         raise ValueError("advantage_scale='batch_std' runs in one process (the std of the whole batch enters the "
                          "loss); use 'group_std' or 'none' with several processes")
+    if config.group_filter != "none":
+        raise ValueError("group_filter runs in one process (each process would drop a different number of rows)")
     check_share(config.prompts_per_step, int(os.environ["WORLD_SIZE"]))
     return ProcessGroup(device)

@@ -33,6 +33,10 @@ Methods (lesson 07): `method="reinforce"` is the loop above, with any baseline a
 updates on each batch. Every record also logs `gen_time` (sampling seconds) and
 `peak_memory_mib` (the step's peak: CUDA allocated memory, or the process's peak RSS on a CPU).
 
+Verifiable rewards (lesson 08): every record logs `zero_variance_groups`, the fraction of prompts whose k
+rewards are all equal (no advantage under RLOO/GRPO); `group_filter="drop_zero_variance"` (DAPO) leaves them out
+of the loss (core.groups), and a step where every group is such is skipped.
+
 Around it: llm.config, llm.freeze, llm.update (one guarded step), llm.evaluation, llm.checkpoint,
 llm.distributed (N processes), perf.speed; llm.minimal is the loop in one file.
 Taught in notebooks/06_rlhf_small_llm.ipynb.
@@ -50,6 +54,7 @@ import torch
 from torch import Tensor
 
 from reinforce_edu.core.baselines import make_baseline
+from reinforce_edu.core.groups import kept_rows, select_rows, zero_variance_fraction
 from reinforce_edu.core.losses import NonFiniteLossError, reinforce_loss
 from reinforce_edu.llm.checkpoint import (atomic_write_text, find_checkpoint, load_checkpoint, read_log, save_checkpoint,
                                           trainer_state)
@@ -181,6 +186,7 @@ class Trainer:
         r = self.rollout([self.prompts[i] for i in ids], k, seed=step_seed(cfg.seed, self.step, 2), rows=rows)
         gen_time = time.perf_counter() - start
         proxy, gold = self.score(r)  # raises before anything changes or is written
+        keep = kept_rows(proxy, k, cfg.group_filter)  # (B,) DAPO's filter drops zero-variance groups (core.groups)
         mask = r.completion_mask  # (B, T)
         with torch.no_grad(), self.autocast():  # the one no-grad pass: π_ref
             ref_logp = completion_logprobs(self.ref, r.input_ids, r.attention_mask, r.prompt_length,
@@ -190,12 +196,17 @@ class Trainer:
                                                 temperature=cfg.temperature, return_entropy=True,
                                                 group_size=k)  # (B, T)
         valid = mask > 0
-        rec = {"step": self.step + 1, **self.dist.rollout_metrics(proxy, gold, entropy, mask)}  # of all processes
+        rec = {"step": self.step + 1, **self.dist.rollout_metrics(proxy, gold, entropy, mask),  # of all processes
+               "zero_variance_groups": zero_variance_fraction(self.dist.gather_rows(proxy).view(-1, k))}
         grad_norm, finite = float("nan"), torch.isfinite(logp[valid]).all() and torch.isfinite(ref_logp[valid]).all()
         reason = self.dist.agree(None if finite else "non-finite log-probs")  # one process skips: all do
         if reason is None and cfg.method == "ppo":  # ppo_epochs clipped updates with a critic instead of the below
             grad_norm, reason = ppo_step(self, r, logp, ref_logp, proxy, rec)
+        elif reason is None and not keep.any():
+            reason = "every group has zero reward variance"
         elif reason is None:
+            logp, proxy, mask, ref_logp = select_rows(keep, logp, proxy, mask, ref_logp)  # all rows unless filtered
+            ids = select_rows(keep.view(-1, k)[:, 0], ids)[0]
             try:
                 out = reinforce_loss(logp, proxy, mask, ref_logp=ref_logp, beta=cfg.beta,
                                      kl_estimator=cfg.kl_estimator, kl_placement=cfg.kl_placement,

@@ -24,6 +24,7 @@ from reinforce_edu.teaching.exercises.lesson04 import check_k3, check_reinforce_
 from reinforce_edu.teaching.exercises.lesson05 import check_bradley_terry_loss
 from reinforce_edu.teaching.exercises.lesson06 import check_completion_logprobs, check_importance_weights
 from reinforce_edu.teaching.exercises.lesson07 import check_grpo_advantages, check_ppo_clip_loss
+from reinforce_edu.teaching.exercises.lesson08 import check_dr_grpo_advantages, check_pass_at_k, check_zero_variance_filter
 from reinforce_edu.teaching.exercises.measurement import check_baseline_shrink
 from reinforce_edu.teaching.exercises.training_step import check_training_step
 from reinforce_edu.teaching.feedback import ExerciseError
@@ -32,4 +33,5 @@ __all__ = ["ExerciseError", "LibraryUnavailableError", "library_unavailable",
            "check_score_function_estimate", "check_leave_one_out_baseline", "check_running_mean_baselines",
            "check_gradient_variance", "check_baseline_shrink", "check_reward_to_go", "check_token_mean_loss",
            "check_k3", "check_reinforce_loss", "check_bradley_terry_loss", "check_completion_logprobs",
-           "check_importance_weights", "check_training_step", "check_grpo_advantages", "check_ppo_clip_loss"]
+           "check_importance_weights", "check_training_step", "check_grpo_advantages", "check_ppo_clip_loss",
+           "check_pass_at_k", "check_zero_variance_filter", "check_dr_grpo_advantages"]

@@ -1,0 +1,515 @@
+# %% [markdown]
+# # 08 · REINFORCE with verifiable rewards: GRPO, Dr. GRPO and DAPO on tasks a program can check
+#
+# **What you will learn**
+# - where REINFORCE-family fine-tuning of LLMs went after a learned reward model: **verifiable rewards** — a
+#   program checks the answer, $r\in\{0,1\}$ (DeepSeek-R1's GRPO, Dr. GRPO, DAPO, the TRL/verl/OpenRLHF
+#   recipes) — trained with the same `reinforce_loss`, baselines and trainer as lessons 01–07;
+# - how to write such a reward so that bad input never breaks a run: an unreadable answer scores 0, a
+#   checker that raises is reported with the answer it choked on, a NaN never reaches the loss;
+# - **pass@k** and its unbiased estimator (Chen et al. 2021), and how to read "RL sharpens": pass@1 against
+#   pass@8 before and after training;
+# - **zero-variance groups**: with 0/1 rewards a prompt whose $k$ answers all pass or all fail gets zero
+#   advantage under RLOO and GRPO — how many samples that wastes, against $k$ and the pass rate, and
+#   DAPO's remedy (drop them) as a trainer option;
+# - GRPO's per-sequence mean and std scaling against **Dr. GRPO** (no std, a constant normaliser) and DAPO's
+#   token mean: the **length** of right and wrong answers over training; the **entropy** per token;
+# - the variance of the gradient per baseline on this task, at $k=2,4,8$ (the tools of lessons 02 and 06).
+#
+# The CI run below is tiny (a few steps of each method, one seed: on a 2-core CPU without native bf16 the
+# lesson takes a few minutes); `scripts/verifiable_run.py` runs the same methods longer and its stored result
+# is plotted beside it. What a few steps cannot resolve is said so, with the numbers.
+
+# %% [markdown]
+# ## 0. Settings
+#
+# Lesson 06's CPU choice: the last 2 of SmolLM2's 30 blocks train, fp32 where the CPU has no fast bf16.
+# With CUDA the settings switch to a larger configuration — **not yet run**: no GPU was available where
+# this lesson was written (the numbers stored with the notebook are the CPU's).
+
+# %%
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: on a shared CPU, idle threads sleep
+
+import matplotlib.pyplot as plt
+import torch
+
+from reinforce_edu.core.baselines import BatchMeanBaseline, LeaveOneOutBaseline, NoBaseline
+from reinforce_edu.core.groups import expected_zero_variance_fraction, zero_variance_groups
+from reinforce_edu.core.passk import pass_at_k_curve, pass_at_k_per_prompt
+from reinforce_edu.llm.config import TrainConfig
+from reinforce_edu.llm.data import DATA_DIR
+from reinforce_edu.llm.logprobs import completion_logprobs
+from reinforce_edu.llm.rewards import compute_rewards
+from reinforce_edu.llm.sampling import sample
+from reinforce_edu.llm.tasks import load_tasks, solve
+from reinforce_edu.llm.variance import gradient_variance, score_gradients
+from reinforce_edu.llm.verifiable import CheckerError, correctness_reward, score_completions, verifiable_reward
+from reinforce_edu.llm.verifiable_runs import METHODS, train_method
+
+start = time.perf_counter()
+torch.set_num_threads(min(2, os.cpu_count() or 1))  # the same numbers on every run
+CUDA = torch.cuda.is_available()
+if CUDA:  # not yet run: no GPU was available where this lesson was written
+    S = dict(steps=100, prompts_per_step=16, samples_per_prompt=8, max_new_tokens=32, trainable_blocks=0,
+             learning_rate=1e-5, eval_prompts=80, eval_n=8, var_prompts=32, seeds=[0, 1, 2])
+else:     # 2 CPU cores
+    S = dict(steps=4, prompts_per_step=4, samples_per_prompt=4, max_new_tokens=12, trainable_blocks=2,
+             learning_rate=3e-4, eval_prompts=16, eval_n=8, var_prompts=8, seeds=[0])
+BASE = TrainConfig(prompts_per_step=S["prompts_per_step"], samples_per_prompt=S["samples_per_prompt"],
+                   max_new_tokens=S["max_new_tokens"], trainable_blocks=S["trainable_blocks"],
+                   learning_rate=S["learning_rate"], beta=0.0, temperature=1.0, steps=S["steps"],
+                   output_dir="runs/08", progress=False)
+print("CUDA (not yet run)" if CUDA else "CPU", S)
+
+# %% [markdown]
+# ## 1. Tasks a program can check
+#
+# `reinforce_edu/llm/tasks.py` holds four families of questions, generated offline and deterministically:
+# small sums, the larger of two numbers, a word in capitals, a word repeated. Every instance of a family
+# is enumerated, shuffled with a fixed seed and cut into **train** and **held-out** parts that share no
+# instance (`scripts/make_tasks.py` writes `data/tasks_{train,heldout}.jsonl`). The answer is read back
+# from the prompt alone (`tasks.solve`), so a reward function needs nothing else.
+#
+# The reward (`reinforce_edu/llm/verifiable.py`) is $r=\mathbb 1[\text{the answer is right}]$: a number
+# is read as the *last* integer of the answer (GSM8K's convention: "14 + 5 = 19" answers 19), a word must
+# appear whole, case included. An optional format term adds $w\cdot\mathbb 1[\text{one word alone}]$.
+# The functions keep **TRL's signature** — `f(completions, prompts=..., **kwargs)`, dataset columns such
+# as `answer` passed by keyword — so the same functions go into TRL's `GRPOTrainer(reward_funcs=[...])`.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+train_tasks, held_tasks = load_tasks("train"), load_tasks("heldout")
+train_prompts = [t["prompt"] for t in train_tasks]
+held = held_tasks[:S["eval_prompts"]]
+held_prompts = [t["prompt"] for t in held]
+print(f"{len(train_tasks)} train tasks, {len(held_tasks)} held-out, shared: "
+      f"{len(set(train_prompts) & {t['prompt'] for t in held_tasks})}")
+for t in held_tasks[:4]:
+    print(f"  {t['task']:<7} {t['prompt']!r} -> {solve(t['prompt'])!r}")
+answers = ["19", "14 + 5 = 19.", "The answer is 20", "", "?!", "nineteen"]
+print("rewards:", correctness_reward(answers, prompts=["What is 7 + 12? Answer with just the number."] * 6))
+print("with a format term 0.5:", verifiable_reward(0.5)(answers[:3], answer=["19"] * 3))
+assert not set(train_prompts) & {t["prompt"] for t in held_tasks}
+
+
+# %% [markdown]
+# Bad input. An unreadable answer is simply wrong (0 above, no exception). A *checker* that raises is a
+# bug in the reward, not in the answer: it stops the run and names the answer it choked on. A reward
+# that returns NaN is refused by `rewards.compute_rewards` before anything reaches the loss.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def fragile(completion, answer):  # int("five") raises
+    return int(completion.strip()) == int(answer)
+
+try:
+    score_completions(fragile, ["19", "five"], ["19", "19"])
+except CheckerError as err:
+    print("CheckerError:", err)
+try:
+    compute_rewards(lambda completions, **kw: [float("nan")] * len(completions), ["19"], ["p"])
+except ValueError as err:
+    print("ValueError:", err)
+
+# %% [markdown]
+# ## 2. The runs
+#
+# Three methods, each a setting of the same trainer (`llm/verifiable_runs.py`; the loss is
+# `core.losses.reinforce_loss`):
+#
+# | method | advantage $A_{ij}$ | token weight $w_{it}$ | groups |
+# |---|---|---|---|
+# | GRPO | $(R_{ij}-\bar R_i)/(\mathrm{std}_i+\varepsilon)$ | $1/(B\,\lvert y_i\rvert)$ (`seq_mean`) | all |
+# | Dr. GRPO | $R_{ij}-\bar R_i$ | $1/(B\,T_{\max})$ (`constant`) | all |
+# | DAPO | $(R_{ij}-\bar R_i)/(\mathrm{std}_i+\varepsilon)$ | $1/\sum_j\lvert y_j\rvert$ (`token_mean`) | zero-variance groups dropped |
+#
+# $\beta=0$ (no KL: the R1-Zero recipes drop it), temperature 1, the same prompts and seeds for every
+# method. Before training, $n=8$ answers to each held-out task are sampled from the model as it starts.
+
+# %%
+runs = []
+for method in ("grpo", "dr_grpo", "dapo"):
+    for seed in S["seeds"]:
+        runs.append(train_method(method, seed, BASE, train_prompts, held_prompts, eval_n=S["eval_n"],
+                                 before=not runs))
+        if len(runs) > 1:
+            runs[-1].pop("trainer")  # the first run's trainer is kept (its frozen reference serves below)
+before = torch.tensor(runs[0]["before"])  # (P, n) 0/1, the model before training
+print(f"{len(runs)} runs of {S['steps']} steps")
+
+# %% [markdown]
+# ## 3. Where training starts: pass rate and pass@k
+#
+# The start pass rate must be neither 0 (no sample would ever be rewarded: no gradient) nor 1. Pass@1 is
+# estimated from $n=8$ sampled answers (temperature 1) per held-out task, with the SE over tasks.
+# **pass@k** — the chance that at least one of $k$ answers is right — is estimated without bias by drawing
+# the $k$ *without replacement* from the $n$: $1-\binom{n-c}{k}/\binom{n}{k}$ (`core/passk.py`; the
+# plug-in $1-(1-c/n)^k$ underestimates it, Jensen).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+per_task = before.mean(dim=1)  # (P,) pass rate of each held-out task
+p0, p0_se = per_task.mean().item(), (per_task.std() / math.sqrt(len(per_task))).item()
+print(f"start pass@1 (sampled, T = 1): {p0:.3f} ± {p0_se:.3f} over {len(per_task)} held-out tasks")
+for fam in ("add", "larger", "upper", "repeat"):
+    rows = [i for i, t in enumerate(held) if t["task"] == fam]
+    print(f"  {fam:<7} {per_task[rows].mean().item():.2f} ({len(rows)} tasks)")
+curve0 = pass_at_k_curve(before)
+print("pass@k before:", ", ".join(f"k={k}: {m:.2f}±{se:.2f}" for k, (m, se) in curve0.items() if k in (1, 2, 4, 8)))
+assert 0.10 <= p0 <= 0.60  # the task mix is solved sometimes, as training needs
+assert curve0[8][0] > curve0[1][0] + 2 * curve0[1][1]  # more tries find more answers: pass@8 > pass@1
+
+# %% [markdown]
+# **After training.** Each run's policy answers the same held-out tasks with the same sampling seed. The
+# change of pass@1 is paired over tasks (the same task before and after), so its SE is that of the
+# per-task differences.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def paired(after_m, before_m, k=1):
+    d = pass_at_k_per_prompt(torch.tensor(after_m), k) - pass_at_k_per_prompt(before_m, k)  # (P,)
+    return d.mean().item(), (d.std() / math.sqrt(len(d))).item()
+
+print(f"{'method':<9}{'seed':>5}{'pass@1':>8}{'pass@8':>8}{'Δpass@1':>15}{'Δpass@8':>15}")
+deltas = {}
+for r in runs:
+    c = pass_at_k_curve(torch.tensor(r["after"]), [1, 8])
+    d1, d8 = paired(r["after"], before, 1), paired(r["after"], before, 8)
+    deltas[(r["method"], r["seed"])] = (d1, d8)
+    print(f"{r['method']:<9}{r['seed']:>5}{c[1][0]:>8.2f}{c[8][0]:>8.2f}{d1[0]:>+9.2f} ± {d1[1]:.2f}"
+          f"{d8[0]:>+9.2f} ± {d8[1]:.2f}")
+beyond = lambda z: [f"{m} seed {s}" for (m, s), ((d, se), _) in deltas.items() if abs(d) > z * se]  # noqa: E731
+print("changes of pass@1 beyond 2 SE:", ", ".join(beyond(2)) or "none", "| beyond 3 SE:", ", ".join(beyond(3)) or "none")
+assert not beyond(3)  # with several runs compared, nothing this short resolves a change of pass@1
+
+# %% [markdown]
+# Read the table with its standard errors and with the number of comparisons in mind. A few steps of one seed
+# move pass@1 by a few hundredths either way; when three runs are compared, one of them lands beyond 2 SE by
+# chance about one time in seven, so the line above also gives 3 SE — and nothing is resolved beyond that
+# (asserted). On the machine that stored this notebook, the DAPO run's pass@1 fell by about 2 SE after 4 steps,
+# while the stored 10-step DAPO run below rose by about 1 SE: noise, not a property of DAPO. Whether RL raises
+# pass@1 while pass@8 moves less (the "sharpening" reading) is **not resolved at this budget**.
+
+# %%
+fig, ax = plt.subplots(figsize=(6, 3.2))
+ks = list(curve0)
+ax.plot(ks, [curve0[k][0] for k in ks], "k-o", label="before")
+for r in runs:
+    c = pass_at_k_curve(torch.tensor(r["after"]))
+    ax.plot(ks, [c[k][0] for k in ks], "-o", ms=3, label=f"{r['method']} (seed {r['seed']})")
+ax.set_xlabel("k (answers per task)")
+ax.set_ylabel("pass@k (fraction of held-out tasks)")
+ax.set_title("pass@k before and after the CI run")
+ax.legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## 4. Zero-variance groups: samples that teach nothing
+#
+# With $R\in\{0,1\}$ and the group mean (or leave-one-out) as baseline, a prompt whose $k$ answers all
+# pass or all fail has $A_{ij}=0$ for every $j$: its $k$ samples were paid for and move nothing. For a
+# prompt with pass rate $p_i$ that happens with probability $p_i^k+(1-p_i)^k$ (`core/groups.py`). From the
+# 8 answers per held-out task sampled before training, cut into groups of $k$:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+zv = {}
+for k in (2, 4, 8):
+    groups = before.view(-1, k)  # (P·8/k, k): disjoint groups of k answers of the same task
+    zv[k] = zero_variance_groups(groups).double()
+    predicted = expected_zero_variance_fraction(per_task.double(), k)
+    print(f"k={k}: zero-variance groups {zv[k].mean().item():.2f} ± {(zv[k].std() / math.sqrt(len(zv[k]))).item():.2f}"
+          f"  (p^k + (1-p)^k from each task's pass rate: {predicted:.2f})")
+print(f"of which all-fail at k=8: {(before.sum(1) == 0).double().mean().item():.2f}")
+assert zv[2].mean() > zv[8].mean()  # a bigger group is less often unanimous
+
+
+# %% [markdown]
+# Before training about 0.2 of the answers pass, mostly concentrated on a few tasks: at $k=2$ nearly three groups
+# in four are unanimous, at $k=8$ still more than a third — almost all of those all-fail (the task is out of the
+# model's reach) — and $p_i^k+(1-p_i)^k$ from each task's observed pass rate predicts the measured fractions
+# within their SE. Bigger groups waste less (asserted), at the price of more samples per prompt.
+
+# %% [markdown]
+# In training, each step logs `zero_variance_groups`, the fraction of its $P$ prompts whose $k=4$ rewards
+# were equal — the fraction of that step's samples wasted. DAPO drops those groups
+# (`TrainConfig.group_filter="drop_zero_variance"`; a step with no group left is skipped) and refills the batch
+# by sampling more; here the batch simply shrinks, so the log shows the cost directly:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for r in runs:
+    f = [rec["zero_variance_groups"] for rec in r["log"]]
+    skipped = sum(rec["skipped"] is not None for rec in r["log"])
+    print(f"{r['method']:<9} seed {r['seed']}: zero-variance groups per step {', '.join(f'{x:.2f}' for x in f)}; "
+          f"mean {sum(f) / len(f):.2f}; steps skipped {skipped}")
+all_f = [rec["zero_variance_groups"] for r in runs for rec in r["log"]]
+wasted = sum(all_f) / len(all_f)
+print(f"fraction of the samples that carried no gradient, every step of every run: {wasted:.2f} "
+      f"(of {S['prompts_per_step'] * S['samples_per_prompt']} per step)")
+assert wasted > 0.25  # at this pass rate a large share of every batch is wasted
+assert all(rec["skipped"] in (None, "every group has zero reward variance") for r in runs for rec in r["log"])
+
+# %% [markdown]
+# ## 5. Length bias: GRPO, Dr. GRPO, DAPO
+#
+# GRPO weighs each token of answer $i$ by $1/\lvert y_i\rvert$: a *wrong* answer ($A<0$) is penalised
+# less per token the longer it is, a *right* one rewarded more the shorter — so wrong answers can grow
+# (Liu et al. 2025). Dr. GRPO weighs every token alike ($1/T_{\max}$) and drops the std; DAPO averages over
+# all tokens of the batch. The runs log the mean length of the right and of the wrong answers of every
+# step (tokens, EOS excluded):
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def mean_of(xs):
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else float("nan")
+
+print(f"{'method':<9}{'wrong: first':>14}{'last step':>11}{'right (all steps)':>19}")
+for r in runs:
+    wrong = [float("nan") if rec["length_wrong"] is None else rec["length_wrong"] for rec in r["log"]]
+    print(f"{r['method']:<9}{wrong[0]:>14.1f}{wrong[-1]:>11.1f}{mean_of(rec['length_right'] for rec in r['log']):>19.1f}")
+assert all(rec["length_wrong"] is None or rec["length_wrong"] <= S["max_new_tokens"] for r in runs for rec in r["log"])
+# at this budget the three methods' lengths are not resolved apart: see the stored run below
+
+
+# %% [markdown]
+# In four steps the wrong answers of all three methods got shorter (from 11 tokens, near the limit of 12, to
+# about 7) — the same in every method, and from one seed: the methods are **not resolved apart at this budget**.
+# GRPO's bias toward long wrong answers did not appear; the stored run below checks the same over 10 steps.
+
+# %% [markdown]
+# ## 6. Entropy per token
+#
+# Every step logs the mean entropy of $\pi_\theta$ at the sampled positions (nats per token). A collapse
+# (the policy answering one way with certainty) stops exploration, and with it the reward's variance.
+# Temperature acts on it directly: the same answers, scored at $\tau=0.7$ instead of 1, have the entropy below.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for r in runs:
+    e = [rec["entropy"] for rec in r["log"]]
+    print(f"{r['method']:<9} seed {r['seed']}: entropy per token, step 1 {e[0]:.2f}, last {e[-1]:.2f} nats")
+ref_model = runs[0]["trainer"].ref
+tok = runs[0]["trainer"].tokenizer
+ro = sample(ref_model, tok, held_prompts[:8], k=2, max_new_tokens=S["max_new_tokens"], seed=3)
+ent = {}
+for tau in (1.0, 0.7):
+    with torch.no_grad():
+        _, h = completion_logprobs(ref_model, ro.input_ids, ro.attention_mask, ro.prompt_length, temperature=tau,
+                                   return_entropy=True)
+    ent[tau] = (h * ro.completion_mask).sum().item() / ro.completion_mask.sum().item()
+print(f"the model before training, same answers: entropy {ent[1.0]:.2f} nats/token at T=1, {ent[0.7]:.2f} at T=0.7")
+assert ent[0.7] < ent[1.0]
+
+
+# %% [markdown]
+# In four steps the entropy per token barely moves (about 2.1 nats at the first and the last step, every
+# method); the stored run below shows it falling over ten. Temperature is the direct lever: $\tau=0.7$ halves
+# the entropy of the very same answers (asserted: lower). A lower sampling temperature also changes *what*
+# is optimised — the tempered policy — which is why the trainer computes its log-probs at the same $\tau$.
+
+# %% [markdown]
+# ## 7. The variance of the gradient per baseline, on 0/1 rewards
+#
+# Lesson 06's measurement (per-sample score gradients of the last block, `llm.variance`) on this task: the
+# same $n=8$ answers per training task, cut to groups of $k=2,4,8$, with no baseline, leave-one-out (RLOO) and
+# the group mean (GRPO's, without the std). $\mathrm{Var}(\hat g)$ is per prompt, ± its SE over prompts.
+
+# %%
+vprompts = train_prompts[:S["var_prompts"]]
+rv = sample(ref_model, tok, vprompts, k=8, max_new_tokens=S["max_new_tokens"], seed=4)
+Rv = compute_rewards(correctness_reward, rv.completions, rv.repeated_prompts).view(len(vprompts), 8)
+scores = score_gradients(ref_model, rv).view(len(vprompts), 8, -1)  # (P, 8, D)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+baselines = {"none": NoBaseline(), "rloo": LeaveOneOutBaseline(), "group_mean": BatchMeanBaseline(per_prompt=True)}
+var = {}
+print(f"pass rate of these answers {Rv.mean().item():.2f}; variance relative to no baseline at the same k")
+for k in (2, 4, 8):
+    rows = gradient_variance(scores[:, :k].reshape(-1, scores.shape[-1]), Rv[:, :k].contiguous(), baselines)
+    var[k] = {r["baseline"]: (r["variance"], r["variance_se"]) for r in rows}
+    none = var[k]["none"][0]
+    print(f"k={k}: " + "  ".join(f"{n} {v / none:.2f} ± {se / none:.2f}" for n, (v, se) in var[k].items()))
+for k in var:
+    gap = (var[k]["rloo"][0] - var[k]["none"][0]) / max(math.hypot(var[k]["rloo"][1], var[k]["none"][1]), 1e-30)
+    print(f"k={k}: RLOO minus none = {gap:+.1f} SE")
+# the group mean includes the sample itself: A = R − mean = (k−1)/k · (R − leave-one-out mean), exactly
+assert all(abs(var[k]["group_mean"][0] / var[k]["rloo"][0] - ((k - 1) / k) ** 2) < 1e-4 for k in var)
+
+# %% [markdown]
+# The one exact statement: GRPO's group mean includes the sample itself, so its advantage is leave-one-out's
+# times $(k-1)/k$ and its variance $((k-1)/k)^2$ times RLOO's — $0.25$ at $k=2$, $0.77$ at $k=8$ (asserted):
+# the same direction, a shorter step, which the learning rate or Adam absorbs. Whether RLOO beats no baseline
+# on these 0/1 rewards is **not a claim at this budget**: most groups are unanimous (section 4), where every
+# baseline gives a zero advantage, and 8 prompts leave the standard errors wide — the line above gives the gap
+# in SEs. Lesson 06 measured the same comparison on a reward model's continuous rewards.
+
+# %% [markdown]
+# ## 8. The stored, longer run
+#
+# `scripts/verifiable_run.py` runs the same three methods longer and stores every curve with its command,
+# commit and device (`data/results/verifiable_*.json`). Its curves beside this run's:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+stored = json.loads((DATA_DIR / "results" / "verifiable_cpu_amd-epyc-zen3.json").read_text())
+print(stored["command"])
+print(stored["device"], "|", stored["settings"]["steps"], "steps,", len(stored["runs"]), "runs")
+sb = torch.tensor(stored["before"])
+print(f"stored run: pass@1 before {sb.mean().item():.2f}")
+first3 = lambda log, key: sum(x[key] for x in log[:3]) / 3  # noqa: E731
+last3 = lambda log, key: sum(x[key] for x in log[-3:]) / 3  # noqa: E731
+stored_resolved = []
+for r in stored["runs"]:
+    d1, d8 = paired(r["after"], sb, 1), paired(r["after"], sb, 8)
+    stored_resolved += [abs(d) > 2 * se for d, se in (d1, d8)]
+    lw = [dict(x, length_wrong=x["length_wrong"] or math.nan) for x in r["log"]]
+    zf = sum(x["zero_variance_groups"] for x in r["log"]) / len(r["log"])
+    print(f"  {r['method']:<9} seed {r['seed']}: Δpass@1 {d1[0]:+.2f} ± {d1[1]:.2f}, Δpass@8 {d8[0]:+.2f} ± {d8[1]:.2f}; "
+          f"entropy {first3(r['log'], 'entropy'):.2f} -> {last3(r['log'], 'entropy'):.2f} nats/token, wrong answers "
+          f"{first3(lw, 'length_wrong'):.1f} -> {last3(lw, 'length_wrong'):.1f} tokens (first / last 3 steps); "
+          f"zero-variance groups {zf:.2f}")
+assert not any(stored_resolved)  # no change of pass@1 or pass@8 beyond 2 SE: not resolved at this budget
+assert all(last3(r["log"], "entropy") < first3(r["log"], "entropy") for r in stored["runs"])  # entropy falls
+assert all(last3(r["log"], "length_wrong") < first3(r["log"], "length_wrong") for r in stored["runs"])  # shorter
+
+# %%
+keys = (("proxy_reward", "pass rate of the step's answers"), ("entropy", "entropy, nats per token"),
+        ("length_wrong", "length of wrong answers, tokens"), ("zero_variance_groups", "zero-variance groups, fraction"))
+fig, axes = plt.subplots(1, 4, figsize=(14, 3))
+colors = {"grpo": "tab:blue", "dr_grpo": "tab:orange", "dapo": "tab:green", "rloo": "tab:red"}
+for ax, (key, label) in zip(axes, keys):
+    for r in stored["runs"]:
+        ax.plot([x["step"] for x in r["log"]], [math.nan if x[key] is None else x[key] for x in r["log"]],
+                color=colors[r["method"]], alpha=0.5, label=f"{r['method']} stored")
+    for r in runs:
+        ax.plot([x["step"] for x in r["log"]], [math.nan if x[key] is None else x[key] for x in r["log"]], "o--",
+                color=colors[r["method"]], ms=3, label=f"{r['method']} CI")
+    ax.set_xlabel("step")
+    ax.set_ylabel(label)
+axes[0].legend(fontsize=7)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# **What the stored run shows** (10 steps per method, one seed, 16 held-out tasks × 8 answers, on the same
+# 2-core CPU; the lines above):
+# - **Learning is not resolved at this budget.** pass@1 moves by a few hundredths and pass@8 by about a tenth,
+#   none by more than 2 SE (asserted). The "sharpening" reading — pass@1 up while pass@8 stays — can be neither
+#   confirmed nor refuted here: it needs runs long enough for pass@1 to move (the GPU settings, or
+#   `scripts/verifiable_run.py --steps 100`).
+# - **Entropy falls in every run** (asserted, first three steps against the last three), by a third or more in
+#   ten steps, with $\beta=0$ and no gain in pass rate yet to show for it: the policy gets surer faster than it
+#   gets better. This is the collapse DAPO's "clip-higher" and a KL leash ($\beta>0$) are meant to slow; their
+#   effect over training was not run at this budget (`--beta`, `--temperature`).
+# - **Wrong answers get shorter, not longer, in all three methods** (asserted): GRPO's per-sequence mean did
+#   not show its length bias. With a limit of 12 tokens most answers end at the limit, so there is little room
+#   to grow; the bias needs long answers (Liu et al. measured it over thousands of steps of reasoning traces).
+# - **More than half of the samples are wasted on average** (0.55–0.68 of the groups per step have zero
+#   variance, the last column), in every method; DAPO's filter removes them from the loss, and twice in ten
+#   steps it had nothing left to train on (skipped steps) — the reason DAPO samples more to refill the batch.
+
+# %%
+print(f"lesson run time: {time.perf_counter() - start:.0f} s")
+
+# %% [markdown]
+# ## Exercises
+#
+# Write the few lines the library implements, then run the check below it: it compares your function with
+# the library's on several inputs and says what was expected, for which input, and what to revisit.
+
+# %% nbgrader={"grade": false, "grade_id": "setup_08", "locked": true, "schema_version": 3, "solution": false, "task": false}
+import math
+
+import torch
+
+from reinforce_edu.teaching import exercises
+
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "pass_at_k_text", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ### Exercise 18 — the unbiased pass@k
+# From `n` sampled answers of which `c` are right, return the chance that a random set of `k` of them
+# (drawn **without** replacement) holds at least one right answer: $1-\binom{n-c}{k}/\binom{n}{k}$, a float.
+
+# %% nbgrader={"grade": false, "grade_id": "pass_at_k", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def pass_at_k(n, c, k):
+    ### BEGIN SOLUTION
+    if n - c < k:  # every k-subset holds a right answer
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "pass_at_k_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+exercises.check_pass_at_k(pass_at_k)
+### BEGIN HIDDEN TESTS
+exercises.check_pass_at_k(pass_at_k, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "zero_variance_filter_text", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ### Exercise 19 — DAPO's filter
+# `rewards` has shape `(P, k)`. Return a `(P,)` bool tensor, True for the groups to **keep**: those whose `k`
+# rewards are not all equal (all-pass and all-fail groups have zero advantage and are dropped).
+
+# %% nbgrader={"grade": false, "grade_id": "zero_variance_filter", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def zero_variance_filter(rewards):
+    ### BEGIN SOLUTION
+    return rewards.max(dim=1).values > rewards.min(dim=1).values  # (P,)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "zero_variance_filter_check", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+exercises.check_zero_variance_filter(zero_variance_filter)
+### BEGIN HIDDEN TESTS
+exercises.check_zero_variance_filter(zero_variance_filter, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "dr_grpo_advantages_text", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ### Exercise 20 — Dr. GRPO's advantages
+# `rewards` has shape `(P, k)`. Return Dr. GRPO's advantages, shape `(P, k)`: the reward minus the mean of
+# its group, **not** divided by the group's standard deviation (GRPO's division reweights prompts).
+
+# %% nbgrader={"grade": false, "grade_id": "dr_grpo_advantages", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def dr_grpo_advantages(rewards):
+    ### BEGIN SOLUTION
+    return rewards - rewards.mean(dim=1, keepdim=True)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "dr_grpo_advantages_check", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+exercises.check_dr_grpo_advantages(dr_grpo_advantages)
+### BEGIN HIDDEN TESTS
+exercises.check_dr_grpo_advantages(dr_grpo_advantages, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Summary
+
+# %%
+print(f"| measured ({'CUDA' if CUDA else 'CPU'} settings, {S['steps']} steps) | value |")
+print("|---|---|")
+print(f"| start pass@1 / pass@8 on held-out tasks | {curve0[1][0]:.2f} ± {curve0[1][1]:.2f} / {curve0[8][0]:.2f} |")
+for r in runs:
+    (d1, s1), (d8, s8) = deltas[(r["method"], r["seed"])]
+    print(f"| {r['method']} seed {r['seed']}: Δpass@1, Δpass@8 | {d1:+.2f} ± {s1:.2f}, {d8:+.2f} ± {s8:.2f} |")
+print(f"| zero-variance groups (k = 2, 4, 8, before training) | {zv[2].mean():.2f}, {zv[4].mean():.2f}, {zv[8].mean():.2f} |")
+print(f"| samples without gradient per step (CI runs) | {wasted:.0%} |")
+
+# %% [markdown]
+# **What to try next**
+# - `python scripts/verifiable_run.py --methods grpo dr_grpo dapo rloo --seeds 0 1 2 --steps 100`: longer,
+#   with seeds, and RLOO beside them.
+# - `--beta 0.05` and `--temperature 0.7`: does the entropy still fall, and does pass@8 keep up?
+# - A format term: `verifiable_reward(format_weight=0.5)` as the trainer's `reward_fn` — rewards are no longer
+#   0/1, and fewer groups are unanimous.
+# - The same reward functions in TRL: `GRPOTrainer(model, reward_funcs=[correctness_reward], train_dataset=...)`
+#   with a dataset of `{"prompt", "answer"}` rows from `data/tasks_train.jsonl`.
