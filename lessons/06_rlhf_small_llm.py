@@ -308,10 +308,10 @@ for ax, key, label in zip(axes, ("proxy", "gold", "kl"),
                           ("proxy reward (reward model)", "gold reward (VADER)", "KL to π_ref (nats)")):
     for b, rs in by_beta.items():
         curves = torch.tensor([[c[key] for c in r["curve"]] for r in rs])  # (seeds, steps)
-        mean, se = curves.mean(0), curves.std(0) / len(rs) ** 0.5
+        avg, band = curves.mean(0), curves.std(0) / len(rs) ** 0.5
         steps = range(1, curves.shape[1] + 1)
-        ax.plot(steps, mean, label=f"beta = {b:g}")
-        ax.fill_between(steps, mean - se, mean + se, alpha=0.25)
+        ax.plot(steps, avg, label=f"beta = {b:g}")
+        ax.fill_between(steps, avg - band, avg + band, alpha=0.25)
     ax.set(xlabel="training step", ylabel=label, title=f"{label}: mean of {len(rs)} seeds, band ± 1 SE")
     ax.title.set_fontsize(9)
 axes[0].legend()
