@@ -63,7 +63,7 @@ plt.show()
 # | 05_reward_model | Bradley–Terry reward model | SmolLM2-135M | `models`, `rewards`, `reward_model` | 1.9 / 0.3 |
 # | 06_rlhf_small_llm | REINFORCE/RLOO fine-tuning, variance on a real LLM | SmolLM2-135M | `generation`, `trainer`, `train` | 3.7 / 2.1 |
 # | 07_comparison | REINFORCE vs RLOO vs GRPO vs PPO: reward, KL, speed, memory | SmolLM2-135M | `ppo`, `comparison`, `measure` | 7.1 / 4.2 |
-# | 08_verifiable_rewards | verifiable 0/1 rewards: pass@k, zero-variance groups, GRPO vs Dr. GRPO vs DAPO | SmolLM2-135M on checkable tasks | `passk`, `groups`, `tasks`, `verifiable` | 6.9 (on a shared CPU) / – |
+# | 08_verifiable_rewards | verifiable 0/1 rewards: pass@k, zero-variance groups, GRPO vs Dr. GRPO vs DAPO | SmolLM2-135M on checkable tasks | `passk`, `groups`, `tasks`, `verifiable` | 2.9 / – |
 #
 # The AMD EPYC Zen 3 has no native bf16, so the lessons compute in fp32 there (section 3); the Intel figures
 # for 06 and 07 were measured at their earlier, larger CPU settings. The README has the table per CPU kind.
