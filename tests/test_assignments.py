@@ -31,8 +31,11 @@ REQUIRED_TOPICS = {  # grade_id -> the concept the issue asks an exercise for
     "baseline_shrink": "a measurement: a bias with its standard error, and a decision",
     "self_inclusive_shrink": "a written answer: why the self-inclusive mean shrinks the gradient",
     "when_critic_pays": "a written answer: when a critic pays",
+    "pass_at_k": "the unbiased pass@k estimator",
+    "zero_variance_filter": "DAPO's zero-variance-group filter",
+    "dr_grpo_advantages": "Dr. GRPO's advantages",
 }
-AUTO_POINTS, MANUAL_POINTS = 32, 4  # the totals the README states
+AUTO_POINTS, MANUAL_POINTS = 36, 4  # the totals the README states
 
 
 def test_strip_solution_keeps_indentation_and_code_around():
