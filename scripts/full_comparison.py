@@ -26,6 +26,17 @@ from reinforce_edu.perf.provenance import device_description, device_slug, git_c
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def load_inputs(threads: int, eval_prompts: int) -> tuple:
+    """The lesson-06 task's inputs: (policy, tokenizer, train prompts, the first `eval_prompts` held-out
+    prompts), with `threads` torch threads on a CPU. Shared by the scripts that run it at a larger size."""
+    if not torch.cuda.is_available():
+        torch.set_num_threads(threads)
+    from reinforce_edu.llm.data import load_prompts
+    from reinforce_edu.llm.models import load_model
+    policy, tokenizer = load_model()
+    return policy, tokenizer, load_prompts("train"), load_prompts("heldout")[:eval_prompts]
+
+
 def main(argv: list[str] | None = None) -> int:
     from reinforce_edu.llm.comparison import METHODS, run_method, summarise
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -45,12 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="default: data/results/comparison_<device>.json")
     args = parser.parse_args(argv)
 
-    if not torch.cuda.is_available():
-        torch.set_num_threads(args.threads)
-    from reinforce_edu.llm.data import load_prompts
-    from reinforce_edu.llm.models import load_model
-    policy, tokenizer = load_model()
-    prompts, held = load_prompts("train"), load_prompts("heldout")[:args.eval_prompts]
+    policy, tokenizer, prompts, held = load_inputs(args.threads, args.eval_prompts)
     settings = dict(steps=args.steps, max_new_tokens=args.max_new_tokens, trainable_blocks=args.trainable_blocks,
                     learning_rate=args.learning_rate, critic_learning_rate=args.critic_learning_rate,
                     ppo_epochs=args.ppo_epochs, beta=args.beta, device=args.device)

@@ -17,8 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -39,12 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="default: data/results/kl_ablation_<device>.json")
     args = parser.parse_args(argv)
 
-    if not torch.cuda.is_available():
-        torch.set_num_threads(args.threads)
-    from reinforce_edu.llm.data import load_prompts
-    from reinforce_edu.llm.models import load_model
-    policy, tokenizer = load_model()
-    prompts, held = load_prompts("train"), load_prompts("heldout")[:args.eval_prompts]
+    from full_comparison import load_inputs  # scripts/full_comparison.py: model, tokenizer, prompts
+    policy, tokenizer, prompts, held = load_inputs(args.threads, args.eval_prompts)
     settings = dict(steps=args.steps, max_new_tokens=args.max_new_tokens, trainable_blocks=args.trainable_blocks,
                     learning_rate=args.learning_rate, device=args.device)
     out = args.out or ROOT / "data" / "results" / f"kl_ablation_{device_slug()}.json"
