@@ -11,13 +11,13 @@ import pytest
 
 launch = pytest.importorskip("accelerate.commands.launch")
 from accelerate.commands.config.config_args import ClusterConfig, load_config_from_file  # noqa: E402
-from accelerate.utils import DistributedType, prepare_deepspeed_cmd_env, prepare_multi_gpu_env  # noqa: E402
+from accelerate.utils import DistributedType, prepare_multi_gpu_env  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "accelerate"
 EXPECTED = {  # file: (distributed_type, processes, launcher)
     "single_gpu.yaml": (DistributedType.NO, 1, "simple_launcher"),
     "multi_gpu.yaml": (DistributedType.MULTI_GPU, 2, "multi_gpu_launcher"),
-    "deepspeed_zero2.yaml": (DistributedType.DEEPSPEED, 2, "deepspeed_launcher"),
+    "fsdp_zero2.yaml": (DistributedType.FSDP, 2, "multi_gpu_launcher"),
     "fsdp.yaml": (DistributedType.FSDP, 2, "multi_gpu_launcher"),
 }
 
@@ -41,7 +41,7 @@ def test_config_parses_with_the_expected_distributed_type(name):
 def _launch(monkeypatch, name: str, *extra: str):
     """Run `accelerate launch --config_file <name> <extra> -m reinforce_edu.train --steps 1` up to its launcher."""
     seen = {}
-    for launcher in ("simple_launcher", "multi_gpu_launcher", "deepspeed_launcher", "tpu_launcher"):
+    for launcher in ("simple_launcher", "multi_gpu_launcher", "tpu_launcher"):
         monkeypatch.setattr(launch, launcher, lambda args, launcher=launcher: seen.update(launcher=launcher, args=args))
     args = launch.launch_command_parser().parse_args(
         ["--config_file", str(CONFIGS / name), *extra, "-m", "reinforce_edu.train", "--steps", "1"])
@@ -62,11 +62,11 @@ def test_the_gpu_count_is_overridden_on_the_command_line(monkeypatch):
     assert args.num_processes == 8 and prepare_multi_gpu_env(args) is not None and args.nproc_per_node == "8"
 
 
-def test_deepspeed_config_asks_for_zero_stage_2(monkeypatch):
-    _, args = _launch(monkeypatch, "deepspeed_zero2.yaml")
-    _, env = prepare_deepspeed_cmd_env(args)
-    assert env["ACCELERATE_USE_DEEPSPEED"] == "true" and env["ACCELERATE_DEEPSPEED_ZERO_STAGE"] == "2"
-    assert env["ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE"] == "none"
+def test_fsdp_zero2_config_keeps_the_gathered_weights_until_backward(monkeypatch):
+    env = prepare_multi_gpu_env(_launch(monkeypatch, "fsdp_zero2.yaml")[1])
+    assert env["ACCELERATE_USE_FSDP"] == "true" and env["FSDP_VERSION"] == "2"
+    assert env["FSDP_RESHARD_AFTER_FORWARD"] == "false"  # SHARD_GRAD_OP: ZeRO-2's partitioning (llm.sharding)
+    assert env["FSDP_OFFLOAD_PARAMS"] == "false"
 
 
 def test_fsdp_config_asks_for_fsdp2_sharded_per_block(monkeypatch):

@@ -36,6 +36,7 @@ from safetensors.torch import load_file, save_file
 
 from reinforce_edu import __version__
 from reinforce_edu.llm.config import CHECKPOINT, LOG
+from reinforce_edu.llm.sharding import full, full_optimizer_state, place, place_optimizer_state
 
 FORMAT, VERSION = "reinforce-edu checkpoint", 2
 """The marker's `format` and `version`; a marker of another version is refused."""
@@ -91,11 +92,11 @@ def trim_log(path: Path, step: int) -> list[dict]:
 
 def trainer_state(trainer) -> dict:
     """Everything a resumed run needs to continue exactly."""
-    named = dict(trainer.policy.named_parameters())
+    named = dict(trainer.policy.named_parameters())  # sharded (llm.sharding): `full` gathers, in every process
     return {
         "step": trainer.step, "n_skipped": trainer.n_skipped, "config": asdict(trainer.config),
-        "trainable": {n: named[n].detach().cpu().clone() for n in trainer.trainable},
-        "optimizer": trainer.optimizer.state_dict(), "baseline": trainer.baseline.state_dict(),
+        "trainable": {n: full(named[n].detach()).cpu().clone() for n in trainer.trainable},
+        "optimizer": full_optimizer_state(trainer.optimizer.state_dict()), "baseline": trainer.baseline.state_dict(),
         "critic": None if trainer.critic is None else {n: p.detach().cpu().clone()
                                                     for n, p in trainer.critic.named_parameters() if p.requires_grad},
         "critic_optimizer": None if trainer.critic is None else trainer.critic_optimizer.state_dict(),
@@ -125,15 +126,17 @@ def find_checkpoint(run_dir: str | Path) -> Path | None:
     return None
 
 
-def save_checkpoint(trainer, path: str | Path | None = None) -> Path:
+def save_checkpoint(trainer, path: str | Path | None = None, state: dict | None = None) -> Path:
     """Write the checkpoint (default: output_dir/checkpoint.json and its folder); returns the marker's path.
+
+    state: `trainer_state(trainer)` if already gathered (a sharded model gathers it in every process).
 
     The folder is complete before the marker names it, so a run killed mid-save keeps its last checkpoint.
     Holds the trainable parameters only (the frozen ones are those of `config.model`).
     """
     path = Path(path) if path is not None else trainer.out / CHECKPOINT
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = trainer_state(trainer)
+    state = dict(trainer_state(trainer) if state is None else state)
     folder = Path(tempfile.mkdtemp(prefix=f"{path.stem}-{state['step']:06d}-", dir=path.parent))
     try:
         save_file(state.pop("trainable"), folder / "policy.safetensors", metadata={"format": "pt"})
@@ -201,7 +204,7 @@ def load_checkpoint(trainer, path: str | Path) -> None:
     """Restore weights, optimiser, baseline, RNG states and step; trim the log to that step."""
     state = read_checkpoint(path)
     saved = state["config"]
-    ignore = {"steps", "checkpoint_every", "resume", "progress", "output_dir", "device", "keep_freed_memory"}
+    ignore = {"steps", "checkpoint_every", "resume", "progress", "output_dir", "device", "keep_freed_memory", "shard"}
     diff = sorted(k for k in saved if k not in ignore and saved[k] != getattr(trainer.config, k, None))
     if diff:
         raise ValueError(f"cannot resume {path}: config differs from the checkpoint's in {diff}")
@@ -210,8 +213,8 @@ def load_checkpoint(trainer, path: str | Path) -> None:
         raise ValueError(f"cannot resume {path}: it holds other trainable parameters than this config")
     with torch.no_grad():
         for n, t in state["trainable"].items():
-            named[n].copy_(t)
-    trainer.optimizer.load_state_dict(state["optimizer"])
+            named[n].copy_(place(t, named[n]))  # sharded: this process's part of it
+    trainer.optimizer.load_state_dict(place_optimizer_state(state["optimizer"], trainer.optimizer))
     if trainer.critic is not None and state.get("critic") is not None:
         critic = dict(trainer.critic.named_parameters())
         with torch.no_grad():

@@ -105,6 +105,8 @@ class TrainConfig:
     """compute precision of the forward passes: "auto" (what the device does fast: reinforce_edu.perf.precision), "bf16" or "fp16" (autocast; fp32 master weights; fp16 scales the loss) or "fp32\""""
     attention: str = "auto"
     """attention kernel: "auto" (on a CPU "eager" plain matmuls for the scoring passes, whose backward they run faster than the fused kernel at these lengths, and "sdpa" for sampling; "sdpa" on CUDA), "eager" or "sdpa" (everywhere)\""""
+    shard: str = "none"
+    """several processes: "none" (each holds the whole model), "full" (weights, gradients and AdamW's moments split across them: ZeRO-3's partitioning, FSDP FULL_SHARD) or "grad_op" (gradients and moments split: ZeRO-2's, FSDP SHARD_GRAD_OP); reinforce_edu.llm.sharding. `accelerate launch` with an FSDP config sets it"""
     keep_freed_memory: bool = True
     """CPU: glibc keeps freed memory for the next step instead of returning it to the OS (no page faults on each step's fresh tensors; process-wide; reinforce_edu.perf.allocator)"""
     checkpoint_every: int = 0
@@ -160,6 +162,7 @@ class TrainConfig:
         check_choice(self.aggregation, "aggregation", AGGREGATIONS)
         check_choice(self.dtype, "dtype", DTYPES)
         check_choice(self.attention, "attention", ("auto", "eager", "sdpa"))
+        check_choice(self.shard, "shard", ("none", "full", "grad_op"))
         if not (self.device in ("auto", "cpu", "mps") or self.device.startswith("cuda")):
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda[:i]' or 'mps', got {self.device!r}")
 

@@ -21,8 +21,8 @@ RNG state), so a run resumes with any N. `OneProcess` is the single-process case
 operation is the identity: importing and using this module needs no process group.
 method="ppo" (a batch-wide whitening and token count inside every PPO epoch) and
 advantage_scale="batch_std" (the std of the whole batch inside the loss) run in one process only. Every
-process holds the whole model (data parallel): a DeepSpeed ZeRO or FSDP config of `accelerate launch` is
-refused with a clear error, not silently run unsharded.
+process holds the whole model (data parallel), unless `shard` splits it (llm.sharding: FSDP2, set by an
+FSDP config of `accelerate launch` or by --shard); a DeepSpeed config is refused with a clear error.
 
 Taught in the README ("Several processes"); tests/test_distributed.py runs 2 processes on a CPU.
 """
@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from reinforce_edu.core.baselines import Baseline
+from reinforce_edu.llm.sharding import is_sharded, shard_mode
 from reinforce_edu.perf.precision import Precision, choose_precision, resolve_device
 
 
@@ -53,6 +54,7 @@ class OneProcess:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
         self.device, self.rank, self.world_size = device, rank, world_size
+        self.sharded = "none"  # llm.sharding's mode: "none" in one process
 
     @property
     def is_main(self) -> bool:
@@ -93,6 +95,13 @@ class OneProcess:
     def reduce_gradients(self, params: list) -> None:
         """p.grad ← Σ_r p.grad_r for every parameter with a gradient."""
 
+    def shard(self, policy: torch.nn.Module, ref: torch.nn.Module, precision: Precision) -> None:
+        """Split the models across the processes (llm.sharding); nothing to split in one process."""
+
+    def all_done(self, done: Tensor) -> bool:
+        """(B_r,) rows that have ended -> True once every row of every process has."""
+        return bool(done.all())
+
     def barrier(self) -> None:
         """Wait for every process."""
 
@@ -128,13 +137,29 @@ class OneProcess:
 class ProcessGroup(OneProcess):
     """One of N processes launched by `torchrun` / `accelerate launch` (Accelerate's `PartialState`)."""
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, shard: str = "none") -> None:
         from accelerate import PartialState
         import torch.distributed as dist
         self._state, self._dist = PartialState(cpu=device.type == "cpu"), dist  # gloo on a CPU, nccl on GPUs
         if device.type == "cuda" and device.index is None:  # one GPU per process
             device = torch.device("cuda", self._state.local_process_index)
         super().__init__(device, self._state.process_index, self._state.num_processes)
+        self.sharded = shard
+
+    def shard(self, policy: torch.nn.Module, ref: torch.nn.Module, precision: Precision) -> None:
+        if self.sharded == "none":
+            return
+        if precision.loss_scaling:
+            raise ValueError(f"shard={self.sharded!r} runs without fp16 loss scaling: use --dtype bf16 or fp32")
+        from reinforce_edu.llm.sharding import shard_policy_and_reference
+        shard_policy_and_reference(policy, ref, self.sharded, self.device, self.world_size)
+
+    def all_done(self, done: Tensor) -> bool:
+        if self.sharded == "none":
+            return bool(done.all())
+        left = torch.tensor(int((~done).sum()), device=self.device)
+        self._dist.all_reduce(left)  # a sharded forward is collective: decode while any process has a row left
+        return int(left) == 0
 
     def precision(self, dtype: str) -> Precision:
         """Decided on the main process (dtype="auto" times a matmul there) and sent to the others."""
@@ -170,7 +195,9 @@ class ProcessGroup(OneProcess):
         return next((r for r in reasons if r is not None), None)
 
     def reduce_gradients(self, params: list) -> None:
-        grads = [p.grad for p in params if p.grad is not None]  # the same parameters in every process
+        for g in (p.grad for p in params if p.grad is not None and is_sharded(p.grad)):
+            g.mul_(self.world_size)  # FSDP's mean of the shard -> the sum Σ_r
+        grads = [p.grad for p in params if p.grad is not None and not is_sharded(p.grad)]
         if not grads:
             return
         flat = torch.cat([g.reshape(-1) for g in grads])  # one message (trainable weights are fp32)
@@ -219,14 +246,12 @@ def processes(config) -> OneProcess:
 
     config: the run's TrainConfig. Raises ValueError for what N processes cannot run exactly.
     """
-    sharded = [name for name in ("DEEPSPEED", "FSDP") if os.environ.get(f"ACCELERATE_USE_{name}", "") == "true"]
-    if sharded:  # set by `accelerate launch` with a DeepSpeed or FSDP config
-        raise ValueError(f"accelerate launch was given a {sharded[0]} config, but this trainer sums the gradients "
-                         f"itself and keeps a whole copy of the model in every process: it does not shard "
-                         f"(ZeRO / FSDP) yet. Use configs/accelerate/multi_gpu.yaml or single_gpu.yaml, or torchrun")
+    shard = shard_mode(config)
     device = resolve_device(config.device)
     if not launched():
         return OneProcess(device)
+    if shard != "none" and config.method == "ppo":
+        raise ValueError(f"shard={shard!r} shards the policy and π_ref, not PPO's critic: use shard='none' with PPO")
     if config.method == "ppo":
         raise ValueError("method='ppo' runs in one process: its advantages are whitened over the whole batch "
                          "in every epoch; launch it without torchrun / accelerate launch")
@@ -236,4 +261,5 @@ def processes(config) -> OneProcess:
     if config.group_filter != "none":
         raise ValueError("group_filter runs in one process (each process would drop a different number of rows)")
     check_share(config.prompts_per_step, int(os.environ["WORLD_SIZE"]))
-    return ProcessGroup(device)
+    return ProcessGroup(device, shard)
+

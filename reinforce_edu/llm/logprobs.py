@@ -31,13 +31,14 @@ def completion_hidden_states(model: PreTrainedModel, input_ids: Tensor, attentio
     """The base model's last hidden states at the T positions that predict completion tokens: (B, L) -> (B, T, H).
 
     group_size = k > 1: rows i·k … i·k + k − 1 must share their prompt columns (as `sample` makes them);
-    the prompt runs once per group and its key/value cache is repeated k times (differentiable).
+    the prompt runs once per group and its key/value cache is repeated k times (differentiable). A sharded
+    model (llm.sharding) runs every row whole: FSDP reduces the gradient after one call of its root.
     """
     L = input_ids.shape[1]
     base = model.base_model
     pos = position_ids(attention_mask)  # (B, L)
     k = check_positive_int(group_size, "group_size")
-    if k == 1:
+    if k == 1 or hasattr(base, "unshard"):  # sharded (llm.sharding): one call of the base, the FSDP root, per pass
         hidden = base(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos,
                       use_cache=False).last_hidden_state  # (B, L, H)
         return hidden[:, prompt_length - 1:L - 1]  # (B, T, H)

@@ -33,9 +33,9 @@ Scoring the samples: `reinforce_edu.llm.logprobs`. Taught in notebooks/06_rlhf_s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -141,7 +141,7 @@ def sample_categorical(z: Tensor, rows: tuple[int, int] | None = None) -> Tensor
 @torch.no_grad()
 def _decode(model: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor, k: int, max_new_tokens: int,
             eos: list[int], pad: int, temperature: float, top_k: int | None, top_p: float | None,
-            rows: tuple[int, int] | None = None) -> Tensor:
+            rows: tuple[int, int] | None = None, all_done: Callable[[Tensor], bool] | None = None) -> Tensor:
     """The sampling loop: left-padded prompts (B, L0) -> new tokens (B, T), pad after each row's EOS.
 
     The prompts (all but their last column) are run once per distinct prompt (`_prefill_once`); then
@@ -166,7 +166,7 @@ def _decode(model: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor, k
         tok = torch.where(done, torch.full_like(tok, pad), tok)  # rows already ended: padding
         new.append(tok)
         done = done | torch.isin(tok, eos_t)
-        if bool(done.all()):
+        if bool(done.all()) if all_done is None else all_done(done):  # all_done: of every process (sharded)
             break
         step_ids = tok[:, None]
         mask = torch.cat([mask, mask.new_ones(B, 1)], dim=1)
@@ -239,7 +239,7 @@ def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[str], k: in
 def sample(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], k: int,
            max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
            seed: int | None = None, chat: bool = True, share_prompts: bool = True,
-           rows: tuple[int, int] | None = None) -> Rollout:
+           rows: tuple[int, int] | None = None, all_done: Callable[[Tensor], bool] | None = None) -> Rollout:
     """Sample k completions of each prompt with a KV-cached loop. Returns a `Rollout` (B = P·k rows).
 
     temperature 1 and no top-k / top-p (the defaults) sample from π_θ itself, so
@@ -252,7 +252,8 @@ def sample(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: 
     key/value cache repeated k times (see the module docstring); the samples have the same distribution.
     rows = (first, total): these P·k rows are rows first … of a batch of `total` sampled with the same
     seed (one process's share, reinforce_edu.llm.distributed); each row draws the uniform numbers it
-    draws in the whole batch, so N processes sample what one process would.
+    draws in the whole batch, so N processes sample what one process would. all_done(done) -> bool ends the
+    loop (default: every row here has ended); a sharded model needs every process's rows ended.
     """
     prompts = check_prompts(prompts)
     k = check_positive_int(k, "k")
@@ -275,7 +276,7 @@ def sample(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: 
         if seed is not None:
             torch.manual_seed(seed)
         new = _decode(model, input_ids, attention_mask, k if share_prompts else 1, max_new_tokens, eos, pad,
-                      float(temperature), top_k, top_p, rows)  # (B, T)
+                      float(temperature), top_k, top_p, rows, all_done)  # (B, T)
     out = torch.cat([input_ids, new], dim=1)  # (B, L)
     L0 = input_ids.shape[1]
     new = out[:, L0:]  # (B, T)

@@ -44,6 +44,7 @@ Taught in notebooks/06_rlhf_small_llm.ipynb.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -102,6 +103,8 @@ class Trainer:
         self.config = cfg = config
         self.prompts = check_prompts(prompts) if prompts is not None else load_prompt_list(cfg.prompts)
         self.dist = processes(cfg)  # this process's share of the run: one of N under torchrun (llm.distributed)
+        if self.dist.sharded != cfg.shard:  # what runs: an FSDP config's mode; "none" in one process
+            self.config = cfg = dataclasses.replace(cfg, shard=self.dist.sharded)
         self.device = self.dist.device
         self.precision: Precision = self.dist.precision(cfg.dtype)  # printed once
         self.dtype = self.precision.dtype
@@ -123,6 +126,7 @@ class Trainer:
             policy.set_attn_implementation(score)
         # π_ref: a frozen copy of the policy as it starts, or (LoRA) the policy with its adapters disabled
         self.policy, self.trainable, self.ref = policy_and_reference(policy.to(self.device), cfg, self.dtype)
+        self.dist.shard(self.policy, self.ref, self.precision)  # shard="full"/"grad_op": FSDP (llm.sharding)
         self.reward_fn = reward_fn if reward_fn is not None else make_reward_fn(cfg.reward, self.ref, tokenizer)
         self.gold_fn = gold_fn if gold_fn is not None else gold_reward
         self.params = [p for p in self.policy.parameters() if p.requires_grad]
@@ -164,7 +168,7 @@ class Trainer:
         """Sample k completions of each prompt from the current policy (no grad); rows: see sampling.sample."""
         with self.autocast(), attention_kernel(self.policy, self.sample_attention):
             return sample(self.policy, self.tokenizer, prompts, k, self.config.max_new_tokens,
-                          temperature=self.config.temperature, seed=seed, rows=rows)
+                          temperature=self.config.temperature, seed=seed, rows=rows, all_done=self.dist.all_done)
 
     def score(self, rollout: Rollout) -> tuple[Tensor, Tensor]:
         """(proxy, gold) rewards, each (B,), checked: NaN or a wrong count raises, naming the function."""
@@ -272,7 +276,7 @@ class Trainer:
     def save_checkpoint(self, path: str | Path | None = None) -> Path | None:
         """Write the checkpoint atomically (default: output_dir/checkpoint.json + folder); returns the marker
         on the main process (the others wait for it, and get None)."""
-        return self.dist.on_main(save_checkpoint, self, path)
+        return self.dist.on_main(save_checkpoint, self, path, self.state())  # the state: gathered by all
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore weights, optimiser(s), baseline, RNG states and step; trim the log to that step."""

@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from reinforce_edu.llm.sharding import full
+
 ParamGroup = tuple[Sequence[torch.nn.Parameter], torch.optim.Optimizer]
 
 
@@ -39,7 +41,8 @@ def apply_update(loss: Tensor, groups: list[ParamGroup], max_grad_norm: float,
             scaler.unscale_(opt)  # g ← g / S, before the norm and the clipping see it
         grads = [p.grad for p in params if p.grad is not None]
         norms.append(torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(()))  # ‖g‖ before clipping
-    reason = None if all(math.isfinite(float(n)) for n in norms) else "non-finite gradient"
+    norms_ = [float(full(n)) for n in norms]  # a sharded gradient's norm is a DTensor (llm.sharding)
+    reason = None if all(math.isfinite(n) for n in norms_) else "non-finite gradient"
     if reason is None:
         for (params, opt), norm in zip(groups, norms):
             if max_grad_norm > 0:  # g ← g · min(1, c / ‖g‖)
@@ -49,4 +52,4 @@ def apply_update(loss: Tensor, groups: list[ParamGroup], max_grad_norm: float,
         scaler.update()
     for _, opt in groups:
         opt.zero_grad(set_to_none=True)
-    return float(norms[0]), reason
+    return norms_[0], reason
