@@ -19,8 +19,10 @@ Only the main process (rank 0) writes config.json, metrics.jsonl, checkpoints, t
 the prints; a checkpoint holds nothing process-specific (sampling draws from `step_seed`, not from
 RNG state), so a run resumes with any N. `OneProcess` is the single-process case, where every
 operation is the identity: importing and using this module needs no process group.
-method="ppo" (a batch-wide whitening and token count inside every PPO epoch) and
-advantage_scale="batch_std" (the std of the whole batch inside the loss) run in one process only. Every
+method="ppo" runs in N processes too: its batch-wide whitening, token counts and logged figures, in every
+epoch, use these same collectives (`total`, `gather_rows`), which core.ppo takes as its `batch`
+(core.split), and the critic's gradients are summed with the policy's. advantage_scale="batch_std" (the
+std of the whole batch inside the loss) and group_filter run in one process only. Every
 process holds the whole model (data parallel): a DeepSpeed ZeRO or FSDP config of `accelerate launch` is
 refused with a clear error, not silently run unsharded.
 
@@ -227,9 +229,6 @@ def processes(config) -> OneProcess:
     device = resolve_device(config.device)
     if not launched():
         return OneProcess(device)
-    if config.method == "ppo":
-        raise ValueError("method='ppo' runs in one process: its advantages are whitened over the whole batch "
-                         "in every epoch; launch it without torchrun / accelerate launch")
     if config.advantage_scale == "batch_std":
         raise ValueError("advantage_scale='batch_std' runs in one process (the std of the whole batch enters the "
                          "loss); use 'group_std' or 'none' with several processes")
