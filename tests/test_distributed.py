@@ -16,7 +16,8 @@ PPO (3 steps of 3 epochs each, token_mean): the same comparison, with PPO's logg
 fraction, approximate KL: whole-batch figures in every epoch) and the critic's weights as well as the policy's:
 observed max |ΔW| 1.3e-6 (policy) and 2.0e-6 (critic) against changes of 8.7e-2 and 6.9e-2, the same 1 % bound.
 Without `batch=trainer.dist` in llm.ppo (each process whitening and averaging its own rows) the loss of step 1
-already differs (1.59 for 1.70) and the weights by 0.13.
+already differs (1.59 for 1.70) and the weights by 0.13. advantage_scale="batch_std" (2 steps): the same
+comparison as the first; without `batch=self.dist` in the trainer the loss of step 1 differs (49.9 for 37.4).
 """
 
 import os
@@ -161,13 +162,24 @@ def test_resume_across_process_counts(runs):
 
 @pytest.fixture(scope="module")
 def ppo_runs(runs):
-    """PPO: 1 process and 2 processes to step 3 (the model, prompts and reward module of `runs`)."""
+    """PPO: 1 process and 2 processes to step 3; batch_std: to step 2 (the model, prompts, reward module of `runs`)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.syspath_prepend(str(runs))
         mp.setenv("RANK_LOG_DIR", str(runs / "ranks"))
         _one(runs, "ppo1", 3, *PPO_ARGS)
         _two(runs, "ppo2", 3, *PPO_ARGS)
+        _one(runs, "std1", 2, "--advantage-scale", "batch_std")
+        _two(runs, "std2", 2, "--advantage-scale", "batch_std")
     return runs
+
+
+@gloo
+def test_batch_std_two_processes_equal_one(ppo_runs):
+    """advantage_scale="batch_std": the std of all 4 returns of a step, not of each process's 2."""
+    assert _ranks(ppo_runs, "std2") == [["0 2 2"] * 2, ["1 2 2"] * 2]
+    _assert_same_run(read_log(ppo_runs / "std1"), read_log(ppo_runs / "std2"))
+    start = {n: p.detach() for n, p in tiny_llama(seed=0)[0].named_parameters()}
+    _assert_same_weights(_weights(ppo_runs / "std1"), _weights(ppo_runs / "std2"), start)
 
 
 @gloo
@@ -205,8 +217,9 @@ def test_launched_config_checks(monkeypatch):
         processes(TrainConfig(device="cpu", prompts_per_step=3))
     with pytest.raises(ValueError, match="group_filter runs in one process"):
         processes(TrainConfig(device="cpu", group_filter="drop_zero_variance"))
-    with pytest.raises(ValueError, match="batch_std"):
-        processes(TrainConfig(device="cpu", advantage_scale="batch_std"))
+    with pytest.raises(ValueError, match="batch_std' needs at least 2 rows in each process.* = 2 rows for 2"):
+        processes(TrainConfig(device="cpu", advantage_scale="batch_std", prompts_per_step=2, samples_per_prompt=1,
+                              baseline="none"))
     for name in ("DEEPSPEED", "FSDP"):  # what `accelerate launch` sets for those configs: refused, not run unsharded
         monkeypatch.setenv(f"ACCELERATE_USE_{name}", "true")
         with pytest.raises(ValueError, match=f"a {name} config.*does not shard"):
