@@ -11,6 +11,13 @@ gradient of 2 processes is summed in another order than in one, so losses and we
 rounding, amplified a little by Adam (whose first steps are ±lr·sign(g) for tiny g): observed
 max |ΔW| from 2e-6 to 3e-5 against a change of the weights of 3e-2 (3 steps) to 6e-2 (6 steps); the bound
 is 1 % of the change, 12x the worst observed. Without the gradient all-reduce the loss of step 2 differs.
+
+PPO (3 steps of 3 epochs each, token_mean): the same comparison, with PPO's logged figures (value loss, clip
+fraction, approximate KL: whole-batch figures in every epoch) and the critic's weights as well as the policy's:
+observed max |ΔW| 1.3e-6 (policy) and 2.0e-6 (critic) against changes of 8.7e-2 and 6.9e-2, the same 1 % bound.
+Without `batch=trainer.dist` in llm.ppo (each process whitening and averaging its own rows) the loss of step 1
+already differs (1.59 for 1.70) and the weights by 0.13. advantage_scale="batch_std" (2 steps): the same
+comparison as the first; without `batch=self.dist` in the trainer the loss of step 1 differs (49.9 for 37.4).
 """
 
 import os
@@ -27,6 +34,7 @@ from reinforce_edu.llm.checkpoint import read_checkpoint
 from reinforce_edu.llm.cli import main
 from reinforce_edu.llm.distributed import OneProcess, check_share, processes
 from reinforce_edu.llm.models import tiny_llama
+from reinforce_edu.llm.ppo import ValueModel
 from reinforce_edu.llm.sampling import sample
 from reinforce_edu.llm.trainer import TIME_KEYS, TrainConfig, read_log
 
@@ -35,6 +43,9 @@ PROMPTS = ["Say something nice.", "Describe a city.", "Name a fruit.", "Describe
            "Describe a forest."]  # 34 tokens each, chat-formatted
 EXACT = ("step", "proxy_reward", "gold_reward", "length", "clipped", "skipped", "n_skipped")
 CLOSE = ("loss", "kl", "returns", "advantage_std", "grad_norm", "entropy")
+PPO_EXACT = ("ppo_epochs_done",)
+PPO_CLOSE = ("value_loss", "clip_fraction", "approx_kl")
+PPO_ARGS = ("--method", "ppo", "--advantage-scale", "none", "--ppo-epochs", "3")  # the last flag of a name wins
 
 REWARD_MODULE = '''
 import os
@@ -109,12 +120,12 @@ def _weights(folder: Path) -> dict:
     return read_checkpoint(folder)["trainable"]
 
 
-def _assert_same_run(ref: list[dict], got: list[dict]) -> None:
+def _assert_same_run(ref: list[dict], got: list[dict], exact=EXACT, close=CLOSE) -> None:
     assert [r["step"] for r in got] == [r["step"] for r in ref]
     for a, b in zip(ref, got):
-        assert {k: a[k] for k in EXACT} == {k: b[k] for k in EXACT}  # the same samples
+        assert {k: a[k] for k in exact} == {k: b[k] for k in exact}  # the same samples
         assert set(a) - set(TIME_KEYS) == set(b) - set(TIME_KEYS)
-        for key in CLOSE:
+        for key in close:
             assert b[key] == pytest.approx(a[key], rel=1e-3, abs=1e-4), (a["step"], key)
 
 
@@ -149,6 +160,43 @@ def test_resume_across_process_counts(runs):
         _assert_same_weights(_weights(runs / "one"), _weights(runs / out), start)
 
 
+@pytest.fixture(scope="module")
+def ppo_runs(runs):
+    """PPO: 1 process and 2 processes to step 3; batch_std: to step 2 (the model, prompts, reward module of `runs`)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(runs))
+        mp.setenv("RANK_LOG_DIR", str(runs / "ranks"))
+        _one(runs, "ppo1", 3, *PPO_ARGS)
+        _two(runs, "ppo2", 3, *PPO_ARGS)
+        _one(runs, "std1", 2, "--advantage-scale", "batch_std")
+        _two(runs, "std2", 2, "--advantage-scale", "batch_std")
+    return runs
+
+
+@gloo
+def test_batch_std_two_processes_equal_one(ppo_runs):
+    """advantage_scale="batch_std": the std of all 4 returns of a step, not of each process's 2."""
+    assert _ranks(ppo_runs, "std2") == [["0 2 2"] * 2, ["1 2 2"] * 2]
+    _assert_same_run(read_log(ppo_runs / "std1"), read_log(ppo_runs / "std2"))
+    start = {n: p.detach() for n, p in tiny_llama(seed=0)[0].named_parameters()}
+    _assert_same_weights(_weights(ppo_runs / "std1"), _weights(ppo_runs / "std2"), start)
+
+
+@gloo
+def test_ppo_two_processes_equal_one(ppo_runs):
+    assert _ranks(ppo_runs, "ppo2") == [["0 2 2"] * 3, ["1 2 2"] * 3]  # 2 ranks, each scored 2 of the 4 rows per step
+    ref, got = read_log(ppo_runs / "ppo1"), read_log(ppo_runs / "ppo2")
+    assert [r["ppo_epochs_done"] for r in ref] == [3, 3, 3] and max(r["clip_fraction"] for r in ref) > 0
+    _assert_same_run(ref, got, EXACT + PPO_EXACT, CLOSE + PPO_CLOSE)
+    policy = tiny_llama(seed=0)[0]
+    start = {n: p.detach().clone() for n, p in policy.named_parameters()}
+    _assert_same_weights(_weights(ppo_runs / "ppo1"), _weights(ppo_runs / "ppo2"), start)
+    critic = {n: p.detach() for n, p in ValueModel(policy).named_parameters()}  # as the trainer builds it
+    one, two = read_checkpoint(ppo_runs / "ppo1")["critic"], read_checkpoint(ppo_runs / "ppo2")["critic"]
+    assert set(one) == set(two) == set(critic)
+    _assert_same_weights(one, two, critic)
+
+
 def test_prompt_share_and_rows():
     ids = torch.tensor([5, 1, 4, 0, 2, 3])
     shares = [OneProcess(torch.device("cpu"), r, 3).share(ids, k=4) for r in range(3)]
@@ -167,10 +215,11 @@ def test_launched_config_checks(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match="prompts_per_step=3 .* processes 2"):
         processes(TrainConfig(device="cpu", prompts_per_step=3))
-    with pytest.raises(ValueError, match="method='ppo' runs in one process"):
-        processes(TrainConfig(device="cpu", method="ppo"))
-    with pytest.raises(ValueError, match="batch_std"):
-        processes(TrainConfig(device="cpu", advantage_scale="batch_std"))
+    with pytest.raises(ValueError, match="group_filter runs in one process"):
+        processes(TrainConfig(device="cpu", group_filter="drop_zero_variance"))
+    with pytest.raises(ValueError, match="batch_std' needs at least 2 rows in each process.* = 2 rows for 2"):
+        processes(TrainConfig(device="cpu", advantage_scale="batch_std", prompts_per_step=2, samples_per_prompt=1,
+                              baseline="none"))
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")  # what `accelerate launch` sets for a DeepSpeed config
     with pytest.raises(ValueError, match="DeepSpeed config.*does not run DeepSpeed's engine"):
         processes(TrainConfig(device="cpu"))  # refused, not run unsharded (FSDP: tests/test_sharding.py)

@@ -1,11 +1,14 @@
-"""reinforce_edu/llm/ppo.py against loops and hand-computed values; the critic learns; a PPO update moves the weights."""
+"""reinforce_edu/llm/ppo.py against loops and hand-computed values; the critic learns; a PPO update moves the weights;
+a batch split in two (core.split, two threads for two processes) updates as the whole batch."""
 
 import math
+import threading
 
 import pytest
 import torch
 
-from reinforce_edu.core.credit import aggregation_weights
+from reinforce_edu.core.credit import aggregate, aggregation_weights
+from reinforce_edu.core.split import LOCAL, share
 from reinforce_edu.llm.logprobs import completion_logprobs
 from reinforce_edu.llm.sampling import sample
 from reinforce_edu.llm.models import tiny_llama
@@ -186,3 +189,124 @@ def test_bad_input_is_rejected():
         token_rewards(torch.tensor([1.0, float("nan")]), mask)
     with pytest.raises(ValueError, match="epochs"):
         ppo_update(lambda: None, lambda: None, torch.zeros(2), mask, lambda loss: 0.0, epochs=0)
+
+
+# -- a batch split across processes (core.split): two threads stand for two processes -------------------------
+
+class _Threads:
+    """`total` and `gather_rows` (core.split) between N threads, through shared slots and a barrier."""
+
+    def __init__(self, slots: list, barrier: threading.Barrier, rank: int) -> None:
+        self.slots, self.barrier, self.rank = slots, barrier, rank
+
+    def _exchange(self, x):
+        self.slots[self.rank] = x.detach().clone()
+        self.barrier.wait()
+        parts = list(self.slots)
+        self.barrier.wait()  # no slot is overwritten before every thread has read them all
+        return parts
+
+    def total(self, x):
+        parts = self._exchange(x)
+        return sum(parts[1:], parts[0])  # Σ_r, in rank order
+
+    def gather_rows(self, x):
+        parts = self._exchange(x)
+        if x.dim() == 2:  # (B_r, T_r) zero-padded to max_r T_r, as llm.distributed.ProcessGroup does
+            width = max(p.shape[1] for p in parts)
+            parts = [torch.nn.functional.pad(p, (0, width - p.shape[1])) for p in parts]
+        return torch.cat(parts)
+
+
+def _ppo_run(rows, batch, W0, V0, ref, rewards, mask, aggregation, epochs=3, lr=3.0):
+    """ppo_update on `rows` of the toy batch (cut to their own longest completion), as one process of a split
+    batch would: its own copy of the logits W and values V; `apply` sums the gradients over `batch` (Σ_r ∇(s_r L_r))
+    and takes an SGD step. Returns (stats, W, V)."""
+    T = int(mask[rows].sum(dim=1).max())
+    W, V = W0.clone().requires_grad_(True), V0.clone().requires_grad_(True)
+
+    def apply(loss):
+        gW, gV = torch.autograd.grad(loss, (W, V))
+        gW, gV = batch.total(gW), batch.total(gV)  # the all-reduce of llm.update
+        with torch.no_grad():
+            W.sub_(lr * gW)
+            V.sub_(lr * gV)
+        return float(torch.cat([gW.flatten(), gV.flatten()]).norm())
+
+    stats = ppo_update(lambda: torch.log_softmax(W, dim=-1)[rows, :T, 0], lambda: V[rows, :T], rewards[rows],
+                       mask[rows, :T], apply, ref_logp=ref[rows, :T], beta=0.2, epochs=epochs, clip_range=0.1,
+                       value_clip_range=0.5, lam=0.9, aggregation=aggregation, batch=batch)
+    return stats, W.detach(), V.detach()
+
+
+@pytest.mark.parametrize("aggregation", ["sum", "seq_mean", "token_mean", "constant"])
+def test_two_halves_of_a_split_batch_update_as_the_whole_batch(aggregation):
+    """Oracle: the whole batch in one process. Rows 0-2 (longest 4 tokens) and 3-5 (longest 6) in two threads,
+    each with its share s_r of the loss and the gradients summed: the same whitening, losses, clip fraction,
+    approximate KL and advantage std in every epoch, and the same weights after 3 epochs, to float rounding
+    (only the order of the sums differs: observed ≤ 2e-7; bound 1e-5 against weight changes of order 0.1)."""
+    g = torch.Generator().manual_seed(4)
+    B, T = 6, 6
+    mask = _mask([4, 2, 3, 6, 1, 5], T)
+    W0, V0 = torch.randn(B, T, 3, generator=g), torch.randn(B, T, generator=g)
+    ref, rewards = torch.log_softmax(torch.randn(B, T, 3, generator=g), -1)[..., 0], torch.randn(B, generator=g)
+    whole, W, V = _ppo_run(slice(0, B), LOCAL, W0, V0, ref, rewards, mask, aggregation)
+    assert whole["epochs_done"] == 3 and whole["clip_fraction"] > 0  # the later epochs clip: the ratio moved
+    slots, barrier, out = [None, None], threading.Barrier(2, timeout=30), {}
+
+    def worker(rank):
+        try:
+            out[rank] = _ppo_run(slice(3 * rank, 3 * rank + 3), _Threads(slots, barrier, rank), W0, V0, ref,
+                                 rewards, mask, aggregation)
+        except BaseException as e:  # noqa: BLE001 - re-raised below, in the test's thread
+            barrier.abort()
+            out[rank] = e
+
+    threads = [threading.Thread(target=worker, args=(r,)) for r in range(2)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    for rank in range(2):
+        assert not isinstance(out[rank], BaseException), out[rank]
+        stats, W_r, V_r = out[rank]
+        for key in ("pg_loss", "value_loss", "clip_fraction", "approx_kl", "advantage_std"):
+            assert stats[key] == pytest.approx(whole[key], rel=1e-5, abs=1e-7), key
+        assert stats["grad_norms"] == pytest.approx(whole["grad_norms"], rel=1e-5)
+        torch.testing.assert_close(stats["kl"], whole["kl"][3 * rank:3 * rank + 3])  # its own rows
+        assert (W - W0).abs().max() > 0.1 and (V - V0).abs().max() > 0.1  # the comparison below can fail
+        torch.testing.assert_close(W_r, W, rtol=0, atol=1e-5)
+        torch.testing.assert_close(V_r, V, rtol=0, atol=1e-5)
+
+
+def test_without_the_shares_the_halves_do_not_add_up():
+    """The test above can fail: summing the halves' token means without s_r is not the whole batch's mean."""
+    mask = _mask([4, 2, 3, 6, 1, 5], 6)
+    x = torch.randn(6, 6, generator=torch.Generator().manual_seed(5))
+    whole = aggregate(x, mask, "token_mean")
+    halves = [aggregate(x[3 * r:3 * r + 3], mask[3 * r:3 * r + 3], "token_mean") for r in range(2)]
+    shares = [share(LOCAL, mask[3 * r:3 * r + 3], "token_mean") for r in range(2)]
+    assert shares == [1.0, 1.0]  # LOCAL: each half believes it is the whole batch
+    assert not math.isclose(float(sum(halves)), float(whole), rel_tol=1e-3)
+    n = [float(mask[3 * r:3 * r + 3].sum()) for r in range(2)]
+    assert math.isclose(float(sum(h * k / sum(n) for h, k in zip(halves, n))), float(whole), rel_tol=1e-6)
+
+
+def test_the_one_process_batch_changes_nothing():
+    """LOCAL (the default) gives, bit for bit, the formulas without a split batch: whitening over x[m], the
+    aggregate of the token losses, the clip fraction over this batch's tokens, the value loss's token mean."""
+    g = torch.Generator().manual_seed(6)
+    mask = _mask([4, 2, 3, 6], 6)
+    x, old = torch.randn(4, 6, generator=g), torch.randn(4, 6, generator=g)
+    m = mask > 0
+    expected = torch.where(m, (x - x[m].mean()) / (x[m].std() + 1e-8), torch.zeros(()))
+    assert torch.equal(whiten(x, mask), expected) and torch.equal(whiten(x, mask, batch=LOCAL), expected)
+    adv = torch.randn(4, 6, generator=g) * mask
+    for aggregation in ("sum", "seq_mean", "token_mean", "constant"):
+        loss, frac = clipped_surrogate(x, old, adv, mask, 0.2, aggregation)
+        ratio = torch.exp(torch.where(m, x - old, torch.zeros(())))
+        per_token = torch.maximum(-adv * ratio, -adv * ratio.clamp(0.8, 1.2))
+        assert torch.equal(loss, aggregate(per_token, mask, aggregation))
+        clipped = ((-adv * ratio.clamp(0.8, 1.2)) > (-adv * ratio)) & m
+        assert torch.equal(frac, clipped.float().sum() / m.sum())
+    v = clipped_value_loss(x, old, adv, mask, 0.3)
+    v_clip = old + (x - old).clamp(-0.3, 0.3)
+    assert torch.equal(v, aggregate(0.5 * torch.maximum((x - adv) ** 2, (v_clip - adv) ** 2), mask, "token_mean"))

@@ -61,6 +61,7 @@ from reinforce_edu.core._checks import check_choice, check_nonnegative, check_po
 from reinforce_edu.core.baselines import Baseline, NoBaseline
 from reinforce_edu.core.credit import AGGREGATIONS, CREDITS, aggregate, check_mask, reward_to_go, terminal_rewards
 from reinforce_edu.core.kl import KL_ESTIMATORS, kl_estimate
+from reinforce_edu.core.split import LOCAL, Batch
 
 KL_PLACEMENTS = ("reward", "loss")
 ADVANTAGE_SCALES = ("none", "group_std", "batch_std")
@@ -178,6 +179,7 @@ def reinforce_loss(
     token_baseline: str = "sequence",
     advantage_scale: str = "none",
     scale_eps: float = 1e-4,
+    batch: Batch = LOCAL,
 ) -> LossOutput:
     """The corrected, general REINFORCE surrogate (see the module docstring for the equations).
 
@@ -200,6 +202,7 @@ def reinforce_loss(
     samples' G_jt, 0 for those already ended).
     advantage_scale: "none", "group_std" (GRPO: A / (std of the prompt's k returns + scale_eps); needs k >= 2)
     or "batch_std" (A / (std of all B returns + scale_eps)); the std is computed from the returns R, detached.
+    batch: the rows are one process's part of a split batch (core.split): "batch_std" takes the std of all of them.
     The bandit is the case T = 1. Lesson 04 reads this function whole: the argument checks live in
     `_check_loss_inputs`, so what follows is the equation of the module docstring, branch by branch.
     """
@@ -238,8 +241,8 @@ def reinforce_loss(
             b_pos = torch.stack([baseline(G[:, t].reshape(P, k), prompts).reshape(B) for t in range(T)], dim=1)
             adv = (G - b_pos.detach()) * m  # (B, T)
     if advantage_scale != "none":  # GRPO: A_ij / (std_l R_il + ε)
-        grouped = returns.view(P, k) if advantage_scale == "group_std" else returns.view(1, B)
-        spread = grouped.std(dim=1, keepdim=True).expand_as(grouped).reshape(B)  # (B,) unbiased std
+        grouped = returns.view(P, k) if advantage_scale == "group_std" else batch.gather_rows(returns).view(1, -1)
+        spread = grouped.std(dim=1, keepdim=True).expand(P, k).reshape(B)  # (B,) unbiased std of its group
         adv = adv / (spread + scale_eps)[:, None]  # (B, T)
     adv = adv.detach()
 

@@ -21,6 +21,12 @@ the policy from moving far from π_old on them.
 serves the LLM (`reinforce_edu.llm.ppo`: the critic is a copy of the transformer) and the toy
 sequence task (`reinforce_edu.toy.methods`: the critic is a copy of the toy GRU).
 
+A batch split across N processes (`batch`, `reinforce_edu.core.split`; default `LOCAL`, one process): each
+process computes r_t, Â_t and Ĝ_t of its own rows, but the whitening's mean and std are those of the valid
+tokens of all rows, each loss is scaled by the process's share s_r of the count it divides by (so that
+the N gradients sum to the whole batch's), and the clip fraction, approximate KL, losses and advantage
+std are those of the whole batch: in every epoch, the one-process update.
+
 Taught in notebooks/07_comparison.ipynb.
 """
 
@@ -34,6 +40,7 @@ from torch import Tensor
 from reinforce_edu.core._checks import check_nonnegative, check_positive_int, check_same_shape, check_tensor
 from reinforce_edu.core.credit import aggregate, check_mask, reward_to_go, terminal_rewards
 from reinforce_edu.core.kl import kl_estimate
+from reinforce_edu.core.split import LOCAL, Batch, share, valid_values, widest
 
 
 def token_rewards(rewards: Tensor, mask: Tensor, kl_tok: Tensor | None = None, beta: float = 0.0) -> Tensor:
@@ -69,20 +76,26 @@ def gae(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float = 1.0, lam: 
     return adv, (adv + v) * m
 
 
-def whiten(x: Tensor, mask: Tensor, eps: float = 1e-8) -> Tensor:
-    """(x − mean) / std over the unmasked entries (B, T) -> (B, T); 0 where mask == 0."""
-    m = check_mask(mask, x) > 0
-    vals = x[m]
+def whiten(x: Tensor, mask: Tensor, eps: float = 1e-8, batch: Batch = LOCAL) -> Tensor:
+    """(x − mean) / std over the unmasked entries (B, T) -> (B, T); 0 where mask == 0.
+
+    batch: the mean and std are those of the unmasked entries of every process's rows (core.split).
+    """
+    mask = check_mask(mask, x)
+    m = mask > 0
+    vals = valid_values(batch, x, mask)  # (n,): x[m] in one process
     if vals.numel() < 2:
         return torch.where(m, x - vals.mean(), torch.zeros((), dtype=x.dtype))
     return torch.where(m, (x - vals.mean()) / (vals.std() + eps), torch.zeros((), dtype=x.dtype))
 
 
 def clipped_surrogate(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, clip_range: float = 0.2,
-                      aggregation: str = "token_mean") -> tuple[Tensor, Tensor]:
+                      aggregation: str = "token_mean", batch: Batch = LOCAL) -> tuple[Tensor, Tensor]:
     """L^CLIP = Σ_t w_t · max(−ρ_t Â_t, −clip(ρ_t, 1 ± ε) Â_t), and the fraction of tokens the clip acts on.
 
     logp (with grad), old_logp, advantages, mask: (B, T). Returns (loss scalar, clip fraction scalar).
+    batch: the rows are this process's part of a split batch (core.split): the loss is s_r · L^CLIP_r, its
+    part of the whole batch's loss, and the clip fraction that of the whole batch.
     """
     check_tensor(logp, "logp", ndim=2, floating=True)
     check_same_shape(old_logp, "old_logp", logp, "logp")
@@ -96,14 +109,17 @@ def clipped_surrogate(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: 
     adv = advantages.detach()
     per_token = torch.maximum(-adv * ratio, -adv * ratio.clamp(1 - eps, 1 + eps))  # (B, T)
     clipped = ((-adv * ratio.clamp(1 - eps, 1 + eps)) > (-adv * ratio)) & valid
-    return aggregate(per_token, m, aggregation), clipped.float().sum() / valid.sum()
+    width = widest(batch, m) if aggregation == "constant" else None  # "constant" divides by max_r T_r
+    loss = aggregate(per_token, m, aggregation, width) * share(batch, m, aggregation)
+    return loss, batch.total(clipped.float().sum()) / batch.total(valid.sum())
 
 
 def clipped_value_loss(values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor,
-                       clip_range: float = 0.2) -> Tensor:
+                       clip_range: float = 0.2, batch: Batch = LOCAL) -> Tensor:
     """L^V = ½ mean_t max((V − Ĝ)², (V_old + clip(V − V_old, ±ε_v) − Ĝ)²) over the unmasked tokens.
 
     values (with grad), old_values, returns, mask: (B, T). Returns a scalar.
+    batch: a split batch (core.split): s_r · L^V_r, this process's part of the whole batch's token mean.
     """
     check_tensor(values, "values", ndim=2, floating=True)
     check_same_shape(old_values, "old_values", values, "values")
@@ -113,14 +129,32 @@ def clipped_value_loss(values: Tensor, old_values: Tensor, returns: Tensor, mask
     old = old_values.detach()
     v_clip = old + (values - old).clamp(-eps, eps)  # (B, T)
     per_token = 0.5 * torch.maximum((values - returns) ** 2, (v_clip - returns) ** 2)  # (B, T)
-    return aggregate(per_token, m, "token_mean")
+    return aggregate(per_token, m, "token_mean") * share(batch, m, "token_mean")
+
+
+def _targets(old_logp: Tensor, old_values: Tensor, rewards: Tensor, m: Tensor, ref_logp: Tensor | None, beta: float,
+             kl_estimator: str, gamma: float, lam: float, whiten_advantages: bool, batch: Batch, stats: dict) -> tuple:
+    """The first pass's (Â, Ĝ), each (B, T), from π_old and V_old; fills stats' kl, returns, advantage_std."""
+    if ref_logp is not None:
+        kl_tok = torch.where(m > 0, kl_estimate(old_logp, ref_logp, kl_estimator), torch.zeros(()))
+    else:
+        kl_tok = torch.zeros_like(old_logp)
+    r_tok = token_rewards(rewards.to(old_logp.dtype), m, kl_tok, beta)  # (B, T)
+    adv, ret = gae(r_tok, old_values, m, gamma, lam)  # (B, T) each
+    if whiten_advantages:
+        adv = whiten(adv, m, batch=batch)  # the mean and std of the whole batch's tokens
+    stats["kl"] = (kl_tok * m).sum(dim=1)  # (B,)
+    stats["returns"] = rewards.to(old_logp.dtype) - beta * stats["kl"]  # (B,)
+    every = valid_values(batch, adv, m)  # (n,) the advantages of the whole batch's tokens
+    stats["advantage_std"] = every.std().item() if every.numel() > 1 else 0.0
+    return adv, ret
 
 
 def ppo_update(policy_logp: Callable[[], Tensor], critic_values: Callable[[], Tensor], rewards: Tensor,
                mask: Tensor, apply: Callable[[Tensor], float | None], *, ref_logp: Tensor | None = None,
                beta: float = 0.0, kl_estimator: str = "k1", epochs: int = 2, clip_range: float = 0.2,
                value_clip_range: float = 0.2, gamma: float = 1.0, lam: float = 0.95,
-               whiten_advantages: bool = True, aggregation: str = "sum") -> dict:
+               whiten_advantages: bool = True, aggregation: str = "sum", batch: Batch = LOCAL) -> dict:
     """`epochs` PPO passes over one batch of B completions. Returns detached diagnostics.
 
     policy_logp(): (B, T) log π_θ of the sampled tokens, with grad (the policy's forward pass).
@@ -128,8 +162,12 @@ def ppo_update(policy_logp: Callable[[], Tensor], critic_values: Callable[[], Te
     apply(loss): backpropagates `loss` and steps the optimisers of policy and critic; returns the
     gradient norm, or None if the update was refused (non-finite), which ends the passes.
     The first pass also supplies π_old and V_old (see the module docstring).
-    Returned: kl (B,) Σ_t k_t under π_old, returns (B,) r − β·Σ_t k_t, and the mean policy loss,
-    value loss, clip fraction, approximate KL(π_old ‖ π_θ) of the last pass, grad norms, passes done.
+    batch: the B rows are this process's part of a batch split across processes (core.split; default
+    LOCAL: the whole batch). `apply` must then sum the gradients over the processes, and refuse in all if
+    it refuses in one.
+    Returned: kl (B,) Σ_t k_t under π_old, returns (B,) r − β·Σ_t k_t (this process's rows), and, over
+    the whole batch, the policy loss, value loss, clip fraction, approximate KL(π_old ‖ π_θ) of the last
+    pass, the std of the advantages; the grad norms and the passes done.
     """
     check_positive_int(epochs, "epochs")
     check_tensor(rewards, "rewards", ndim=1, floating=True, finite=True)
@@ -142,24 +180,15 @@ def ppo_update(policy_logp: Callable[[], Tensor], critic_values: Callable[[], Te
         if epoch == 0:
             m = check_mask(mask, logp)
             old_logp, old_values = logp.detach(), values.detach()
-            if ref_logp is not None:
-                kl_tok = torch.where(m > 0, kl_estimate(old_logp, ref_logp, kl_estimator), torch.zeros(()))
-            else:
-                kl_tok = torch.zeros_like(old_logp)
-            r_tok = token_rewards(rewards.to(logp.dtype), m, kl_tok, beta)  # (B, T)
-            adv, ret = gae(r_tok, old_values, m, gamma, lam)  # (B, T) each
-            if whiten_advantages:
-                adv = whiten(adv, m)
-            stats["kl"] = (kl_tok * m).sum(dim=1)  # (B,)
-            stats["returns"] = rewards.to(logp.dtype) - beta * stats["kl"]  # (B,)
-            stats["advantage_std"] = adv[m > 0].std().item() if (m > 0).sum() > 1 else 0.0
-        pg_loss, clip_frac = clipped_surrogate(logp, old_logp, adv, m, clip_range, aggregation)
-        v_loss = clipped_value_loss(values, old_values, ret, m, value_clip_range)
+            adv, ret = _targets(old_logp, old_values, rewards, m, ref_logp, beta, kl_estimator, gamma, lam,
+                                whiten_advantages, batch, stats)
+        pg_loss, clip_frac = clipped_surrogate(logp, old_logp, adv, m, clip_range, aggregation, batch)  # s_r · L_r
+        v_loss = clipped_value_loss(values, old_values, ret, m, value_clip_range, batch)
         grad_norm = apply(pg_loss + v_loss)
-        with torch.no_grad():
-            approx_kl = (((old_logp - logp.detach()) * m).sum() / m.sum()).item()  # mean_t log π_old/π_θ
-        stats.update(pg_loss=pg_loss.item(), value_loss=v_loss.item(), clip_fraction=clip_frac.item(),
-                     approx_kl=approx_kl)
+        with torch.no_grad():  # mean_t log π_old/π_θ over the whole batch's tokens
+            approx_kl = (batch.total(((old_logp - logp.detach()) * m).sum()) / batch.total(m.sum())).item()
+        stats.update(pg_loss=batch.total(pg_loss.detach()).item(), value_loss=batch.total(v_loss.detach()).item(),
+                     clip_fraction=clip_frac.item(), approx_kl=approx_kl)
         if grad_norm is None:
             break
         stats["grad_norms"].append(grad_norm)

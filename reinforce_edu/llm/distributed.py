@@ -14,13 +14,15 @@ the one-process run:
                   batch mean, running mean and per-prompt values are those of the whole batch
     metrics       computed on the rows gathered from all processes: the log of the one-process run
     skips         a non-finite log-prob or loss in one process skips the step in all
+    batch-wide    method="ppo" (whitening, token counts, clip fraction, approximate KL, in every epoch) and
+                  advantage_scale="batch_std" (the std of all returns) take the group as their `batch`
+                  (core.split: its `total` and `gather_rows`); the critic's gradients are summed with the policy's
 
 Only the main process (rank 0) writes config.json, metrics.jsonl, checkpoints, the progress bar and
 the prints; a checkpoint holds nothing process-specific (sampling draws from `step_seed`, not from
 RNG state), so a run resumes with any N. `OneProcess` is the single-process case, where every
 operation is the identity: importing and using this module needs no process group.
-method="ppo" (a batch-wide whitening and token count inside every PPO epoch) and
-advantage_scale="batch_std" (the std of the whole batch inside the loss) run in one process only. Every
+group_filter runs in one process only (each process would drop a different number of rows). Every
 process holds the whole model (data parallel), unless `shard` splits it (llm.sharding: FSDP2, set by an
 FSDP config of `accelerate launch` or by --shard); a DeepSpeed config is refused with a clear error.
 
@@ -252,14 +254,12 @@ def processes(config) -> OneProcess:
         return OneProcess(device)
     if shard != "none" and config.method == "ppo":
         raise ValueError(f"shard={shard!r} shards the policy and π_ref, not PPO's critic: use shard='none' with PPO")
-    if config.method == "ppo":
-        raise ValueError("method='ppo' runs in one process: its advantages are whitened over the whole batch "
-                         "in every epoch; launch it without torchrun / accelerate launch")
-    if config.advantage_scale == "batch_std":
-        raise ValueError("advantage_scale='batch_std' runs in one process (the std of the whole batch enters the "
-                         "loss); use 'group_std' or 'none' with several processes")
+    world = int(os.environ["WORLD_SIZE"])
+    if config.advantage_scale == "batch_std" and config.prompts_per_step * config.samples_per_prompt < 2 * world:
+        raise ValueError(f"advantage_scale='batch_std' needs at least 2 rows in each process: prompts_per_step x "
+                         f"samples_per_prompt = {config.prompts_per_step * config.samples_per_prompt} rows for "
+                         f"{world} processes")
     if config.group_filter != "none":
         raise ValueError("group_filter runs in one process (each process would drop a different number of rows)")
-    check_share(config.prompts_per_step, int(os.environ["WORLD_SIZE"]))
+    check_share(config.prompts_per_step, world)
     return ProcessGroup(device, shard)
-

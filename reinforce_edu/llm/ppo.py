@@ -10,6 +10,11 @@ The critic `ValueModel` is a second copy of the language model's transformer wit
 the "~2× memory" of the seed's table. The first pass of each step also supplies π_old and V_old
 (both models are still unchanged then), so no extra no-grad pass is needed for them.
 
+In N processes (`llm.distributed`) each process updates on its P/N prompts with `batch=trainer.dist`: the
+whitening, the loss shares s_r of policy and value loss and the logged figures are those of the whole batch
+(`core.split`), the gradients of policy and critic are summed across processes (`trainer._apply`), and a
+non-finite loss in one process ends the passes in all: every epoch is the one-process epoch.
+
 Taught in notebooks/07_comparison.ipynb.
 """
 
@@ -92,8 +97,9 @@ def ppo_step(trainer, r, logp: Tensor, ref_logp: Tensor, proxy: Tensor, rec: dic
             return trainer.critic(r.input_ids, r.attention_mask, r.prompt_length)  # (B, T)
 
     def apply(loss: Tensor) -> float | None:
-        if not torch.isfinite(loss):
-            failed.append("non-finite loss")
+        reason = trainer.dist.agree(None if torch.isfinite(loss) else "non-finite loss")  # one refuses: all do
+        if reason is not None:
+            failed.append(reason)
             return None
         norm, reason = trainer._apply(loss)
         if reason is not None:
@@ -104,9 +110,10 @@ def ppo_step(trainer, r, logp: Tensor, ref_logp: Tensor, proxy: Tensor, rec: dic
     stats = ppo_update(policy_logp, critic_values, proxy, r.completion_mask, apply, ref_logp=ref_logp,
                        beta=cfg.beta, kl_estimator=cfg.kl_estimator, epochs=cfg.ppo_epochs,
                        clip_range=cfg.clip_range, value_clip_range=cfg.value_clip_range, gamma=1.0,
-                       lam=cfg.gae_lambda, aggregation=cfg.aggregation)
-    rec.update(loss=stats["pg_loss"] + stats["value_loss"], kl=stats["kl"].mean().item(),
-               returns=stats["returns"].mean().item(), advantage_std=stats["advantage_std"],
+                       lam=cfg.gae_lambda, aggregation=cfg.aggregation, batch=trainer.dist)  # all processes' batch
+    gather = trainer.dist.gather_rows  # (B_r,) -> (B,)
+    rec.update(loss=stats["pg_loss"] + stats["value_loss"], kl=gather(stats["kl"]).mean().item(),
+               returns=gather(stats["returns"]).mean().item(), advantage_std=stats["advantage_std"],
                value_loss=stats["value_loss"], clip_fraction=stats["clip_fraction"],
                approx_kl=stats["approx_kl"], ppo_epochs_done=stats["epochs_done"])
     if stats["epochs_done"] == 0:  # the very first update was refused: a skipped step

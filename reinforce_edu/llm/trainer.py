@@ -215,7 +215,8 @@ class Trainer:
                 out = reinforce_loss(logp, proxy, mask, ref_logp=ref_logp, beta=cfg.beta,
                                      kl_estimator=cfg.kl_estimator, kl_placement=cfg.kl_placement,
                                      baseline=self.baseline, group_size=k, prompts=ids, aggregation=cfg.aggregation,
-                                     advantage_scale=cfg.advantage_scale, max_tokens=self.dist.max_int(mask.shape[1]))
+                                     advantage_scale=cfg.advantage_scale, max_tokens=self.dist.max_int(mask.shape[1]),
+                                     batch=self.dist)  # batch_std: the std of all processes' returns
             except NonFiniteLossError:  # reinforce_loss refuses a non-finite loss
                 reason = "non-finite loss"
             if (reason := self.dist.agree(reason)) is None:
