@@ -22,6 +22,8 @@ comparison as the first; without `batch=self.dist` in the trainer the loss of st
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 import subprocess
 import sys
 from pathlib import Path
@@ -81,30 +83,38 @@ def _one(tmp: Path, out: str, steps: int, *extra: str) -> None:
         torch.set_num_threads(threads)
 
 
-def _two(tmp: Path, out: str, steps: int, *extra: str) -> None:
-    """2 processes under torchrun (a free port: --standalone)."""
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]  # a free port
+
+
+def _two(tmp: Path, out: str, steps: int, *extra: str, launcher: list[str] = TORCHRUN) -> None:
+    """2 processes started by `launcher` (default: torchrun)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", RANK_LOG_DIR=str(tmp / "ranks" / out))
     env["PYTHONPATH"] = os.pathsep.join([str(tmp), str(ROOT), env.get("PYTHONPATH", "")])
     (tmp / "ranks" / out).mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "reinforce_edu.train", *_args(tmp, out, steps, *extra)]
+    cmd = [*launcher, "-m", "reinforce_edu.train", *_args(tmp, out, steps, *extra)]
     done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """one: 1 process to step 3, resumed in 1 to 6. two: 2 processes to 3. 2->1, 1->2: resumed in the other count."""
-    tmp = tmp_path_factory.mktemp("dist")
+@contextmanager
+def workspace(tmp: Path) -> Iterator[Path]:
+    """`tmp` holding the tiny model, the prompts and the reward module (importable while inside)."""
     model, tok = tiny_llama(seed=0)
     model.save_pretrained(tmp / "model")
     tok.save_pretrained(tmp / "model")
     (tmp / "prompts.txt").write_text("\n".join(PROMPTS) + "\n")
     (tmp / "dist_rewards.py").write_text(REWARD_MODULE)
+    (tmp / "ranks").mkdir()
     with pytest.MonkeyPatch.context() as mp:
         mp.syspath_prepend(str(tmp))
         mp.setenv("RANK_LOG_DIR", str(tmp / "ranks"))
-        (tmp / "ranks").mkdir()
+        yield tmp
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """one: 1 process to step 3, resumed in 1 to 6. two: 2 processes to 3. 2->1, 1->2: resumed in the other count."""
+    with workspace(tmp_path_factory.mktemp("dist")) as tmp:
         _one(tmp, "one", 3)
         shutil.copytree(tmp / "one", tmp / "1->2")
         shutil.copytree(tmp / "one", tmp / "one@3")

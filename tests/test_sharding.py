@@ -22,10 +22,8 @@ from reinforce_edu.llm.distributed import processes
 from reinforce_edu.llm.models import tiny_llama
 from reinforce_edu.llm.sharding import TiedHead, check_shardable, shard_mode
 from reinforce_edu.llm.trainer import TrainConfig, read_log
-from test_distributed import (PROMPTS, REWARD_MODULE, ROOT, _args, _assert_same_run, _assert_same_weights, _one,
-                              _ranks, _two, _weights, gloo)
-
-ACCELERATE = Path(sys.executable).with_name("accelerate")
+from test_distributed import (ROOT, _assert_same_run, _assert_same_weights, _one, _ranks, _two, _weights, gloo,
+                              workspace)
 
 HOLDINGS = '''
 import json, os, sys
@@ -42,30 +40,16 @@ print("HOLDS", json.dumps({"rank": t.dist.rank, "policy": local(t.policy), "ref"
 '''
 
 
-def _accelerate(tmp: Path, config: str, out: str, steps: int, *extra: str) -> None:
-    """2 processes started by `accelerate launch --config_file configs/accelerate/<config>`."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", RANK_LOG_DIR=str(tmp / "ranks" / out))
-    env["PYTHONPATH"] = os.pathsep.join([str(tmp), str(ROOT), env.get("PYTHONPATH", "")])
-    (tmp / "ranks" / out).mkdir(parents=True, exist_ok=True)
-    cmd = [str(ACCELERATE), "launch", "--config_file", str(ROOT / "configs" / "accelerate" / config),
-           "--num_processes", "2", "--main_process_port", "0", "-m", "reinforce_edu.train",
-           *_args(tmp, out, steps, *extra)]
-    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+ACCELERATE_ZERO2 = [str(Path(sys.executable).with_name("accelerate")), "launch", "--config_file",
+                    str(ROOT / "configs" / "accelerate" / "fsdp_zero2.yaml"), "--num_processes", "2",
+                    "--main_process_port", "0"]
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("shard")
-    model, tok = tiny_llama(seed=0)
-    model.save_pretrained(tmp / "model")
-    tok.save_pretrained(tmp / "model")
-    (tmp / "prompts.txt").write_text("\n".join(PROMPTS) + "\n")
-    (tmp / "dist_rewards.py").write_text(REWARD_MODULE)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(tmp))
-        mp.setenv("RANK_LOG_DIR", str(tmp / "ranks"))
-        (tmp / "ranks").mkdir()
+    """one: 1 process to 3, resumed to 6. full: 2 sharded to 3. zero2: accelerate's fsdp_zero2.yaml to 3.
+    full->1, 1->full: resumed in the other process count."""
+    with workspace(tmp_path_factory.mktemp("shard")) as tmp:
         _one(tmp, "one", 3)
         shutil.copytree(tmp / "one", tmp / "1->full")
         shutil.copytree(tmp / "one", tmp / "one@3")
@@ -74,7 +58,7 @@ def runs(tmp_path_factory):
         shutil.copytree(tmp / "full", tmp / "full->1")
         _one(tmp, "full->1", 6, "--resume")
         _two(tmp, "1->full", 6, "--resume", "--shard", "full")
-        _accelerate(tmp, "fsdp_zero2.yaml", "zero2", 3)
+        _two(tmp, "zero2", 3, launcher=ACCELERATE_ZERO2)
     return tmp
 
 
