@@ -500,8 +500,9 @@ assert gap.mean() > 3 * gap_se  # resolved: forgetting the detach costs J
 # ## 8. Explore: baseline × samples per prompt × reward offset × arms
 #
 # `reinforce_edu/teaching/explorer.py: VarianceExplorer` wraps `compare_baselines` and `plot_variance` in four
-# widgets. Every change re-measures the selected baselines on 100 batches (fixed seed) of the chosen
-# bandit and redraws; the status line under the plot prints the variances. Things to look for: the none
+# widgets. Every change measures the selected baselines on 100 batches (fixed seed) of the chosen
+# bandit — a baseline already measured at the same $k$, offset and arms is kept, so toggling one costs
+# no measurement — and redraws; the status line under the plot prints the variances. Things to look for: the none
 # bar as you move the offset; leave-one-out against the learned value as $k$ grows; what more arms do to
 # every bar. (The red markers are $\|\bar g - \nabla J\|^2$ over only 100 batches — mostly noise, of size
 # $\operatorname{tr}\operatorname{Cov}/100$; section 3 needed 4000 batches to see the batch mean's bias.)
@@ -513,7 +514,7 @@ display(explorer.widget)
 # %% [markdown]
 # How long a redraw takes — moving each control in turn, as a user would. Timings depend on the machine
 # and on what else it is doing, so they are printed here and not checked; the target (median ≤ 0.2 s) is
-# measured by `benchmarks/explorer_redraw.py`, against a bare redraw of an empty figure in the same run.
+# measured by `benchmarks/explorer_redraw.py`, against a full redraw of the same figure in the same run.
 
 # %%
 for control, value in [("k", 8), ("k", 3), ("offset", 5.0), ("offset", -2.0), ("n_arms", 10), ("n_arms", 3),

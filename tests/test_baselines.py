@@ -55,6 +55,19 @@ def test_value_baseline_learns_per_prompt_means():
     torch.testing.assert_close(base(torch.zeros(3, 1), prompts)[:, 0], means, atol=0.1, rtol=0)
 
 
+@pytest.mark.parametrize("ids", [[2, 0, 3, 1], [1, 1, 0, 1]])  # distinct (one vectorised step), repeated (in order)
+def test_value_baseline_update_matches_the_rule_row_by_row(ids):
+    # the oracle: V(x) <- V(x) + lr * (mean_j R_j - V(x)), applied to one row after the other in plain Python
+    gen = torch.Generator().manual_seed(1)
+    base, expected = ValueBaseline(n_prompts=4, lr=0.3), [0.0] * 4
+    for _ in range(20):
+        returns = torch.randn(4, 6, generator=gen, dtype=torch.float64)
+        base.update(returns, torch.tensor(ids))
+        for p, row in zip(ids, returns.tolist()):
+            expected[p] += 0.3 * (sum(row) / len(row) - expected[p])
+    torch.testing.assert_close(base.values, torch.tensor(expected, dtype=torch.float32), rtol=1e-6, atol=1e-6)
+
+
 def test_value_baseline_not_detached_carries_gradient():
     base = ValueBaseline(n_prompts=2, detach=False)
     b = base(torch.zeros(2, 3), torch.tensor([0, 1]))

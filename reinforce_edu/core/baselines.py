@@ -205,8 +205,12 @@ class ValueBaseline(Baseline):
     def update(self, returns: Tensor, prompts: Tensor | None = None) -> None:
         returns = _check_returns(returns).detach()
         prompts = self._prompts(prompts, returns)
+        ids = prompts.tolist()
         with torch.no_grad():
-            for p, r in zip(prompts.tolist(), returns):
+            if len(set(ids)) == len(ids):  # distinct prompts: every row's step at once, the same numbers
+                self.values[prompts] += self.lr * (returns.mean(dim=1) - self.values[prompts])  # (P,)
+                return
+            for p, r in zip(ids, returns):  # a repeated prompt takes its rows' steps one after the other
                 self.values[p] += self.lr * (r.mean() - self.values[p])
 
     def state_dict(self) -> dict:
