@@ -55,6 +55,8 @@ def shard_mode(config) -> str:
 
 def is_sharded(t: Tensor) -> bool:
     """True for a DTensor (a parameter, gradient or moment split by FSDP)."""
+    if not torch.distributed.is_available():  # a build without torch.distributed shards nothing
+        return False
     from torch.distributed.tensor import DTensor
     return isinstance(t, DTensor)
 
