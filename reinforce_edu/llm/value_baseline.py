@@ -6,9 +6,11 @@ Head: V(x) = w·φ(x) + b, fitted in closed form on PAST (prompt, return) pairs,
 
     X = [Φ, 1]  (n, H+1),   D = diag(1, …, 1, 0)
     (w, b) = argmin ‖Xβ − y‖² + λ‖w‖²  =  (XᵀX + λD)⁻¹ Xᵀy                              (ridge)
+           ⇔  w = Φ_cᵀ (K + λI)⁻¹ (y − ȳ),  b = ȳ − Φ̄·w,   Φ_c = Φ − Φ̄,  K = Φ_c Φ_cᵀ      (its dual, n×n)
 
 λ is chosen by leave-one-out on the past data, exact and in closed form (no refits): with the hat
-matrix H_λ = X (XᵀX + λD)⁻¹ Xᵀ and residuals e = y − H_λ y,
+matrix H_λ = X (XᵀX + λD)⁻¹ Xᵀ = 11ᵀ/n + K (K + λI)⁻¹ (one eigendecomposition of K serves every λ)
+and residuals e = y − H_λ y,
 
     LOO(λ) = (1/n) Σ_i ( e_i / (1 − (H_λ)_ii) )²,        λ over the grid s·10^{-3, -2.5, …, 3} ∪ {∞},
 
@@ -69,35 +71,46 @@ def _check_xy(features: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
     return features.double(), targets.double()
 
 
-def _augmented(phi: Tensor, lam: float) -> tuple[Tensor, Tensor]:
-    """X = [Φ, 1] (n, F+1) and XᵀX + λD (F+1, F+1), D = diag(1, …, 1, 0)."""
-    X = torch.cat([phi, torch.ones(phi.shape[0], 1, dtype=phi.dtype)], dim=1)  # (n, F+1)
-    D = torch.ones(X.shape[1], dtype=phi.dtype)
-    D[-1] = 0.0  # the intercept is not penalised
-    return X, X.T @ X + lam * torch.diag(D)
+def _centred(phi: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Φ_c = Φ − Φ̄ and the eigendecomposition K = Φ_c Φ_cᵀ = U diag(Λ) Uᵀ: (n, F), ((n,), (n, n))."""
+    phi_c = phi - phi.mean(0)  # (n, F)
+    lams, U = torch.linalg.eigh(phi_c @ phi_c.T)  # (n,), (n, n)
+    return phi_c, (lams.clamp_min(0.0), U)
 
 
 def ridge_fit(features: Tensor, targets: Tensor, lam: float) -> tuple[Tensor, float]:
-    """(w, b) = (XᵀX + λD)⁻¹ Xᵀy; λ = ∞ gives w = 0, b = ȳ. (n, F), (n,) -> (F,) fp64, float."""
+    """(w, b) = (XᵀX + λD)⁻¹ Xᵀy, computed in the dual: w = Φ_cᵀ(K + λI)⁻¹(y − ȳ), b = ȳ − Φ̄·w.
+
+    (n, F), (n,) -> (F,) fp64, float. λ = ∞ gives w = 0, b = ȳ. The dual costs an n×n solve
+    (n past prompts) instead of (F+1)×(F+1) (F = 576 on SmolLM2).
+    """
     phi, y = _check_xy(features, targets)
-    if not lam >= 0:
-        raise ValueError(f"lam must be >= 0 (or inf), got {lam}")
+    if not lam > 0:
+        raise ValueError(f"lam must be > 0 (or inf), got {lam}")
     if math.isinf(lam):
         return torch.zeros(phi.shape[1], dtype=phi.dtype), float(y.mean())
-    X, A = _augmented(phi, lam)
-    beta = torch.linalg.solve(A, X.T @ y)  # (F+1,)
-    return beta[:-1], float(beta[-1])
+    phi_c = phi - phi.mean(0)  # (n, F)
+    alpha = torch.linalg.solve(phi_c @ phi_c.T + lam * torch.eye(len(y), dtype=phi.dtype), y - y.mean())  # (n,)
+    w = phi_c.T @ alpha  # (F,)
+    return w, float(y.mean() - phi.mean(0) @ w)
+
+
+def _loo(y: Tensor, eig: tuple[Tensor, Tensor], lam: float) -> Tensor:
+    """e_i / (1 − H_ii) with H = 11ᵀ/n + U diag(Λ/(Λ+λ)) Uᵀ (centring makes the intercept separate)."""
+    n = len(y)
+    if math.isinf(lam):
+        return (y - y.mean()) / (1 - 1 / n)
+    lams, U = eig
+    hat = U @ torch.diag(lams / (lams + lam)) @ U.T + 1.0 / n  # (n, n)
+    return (y - hat @ y) / (1 - hat.diagonal())
 
 
 def loo_residuals(features: Tensor, targets: Tensor, lam: float) -> Tensor:
     """Leave-one-out residuals y_i − V_{−i}(x_i) = e_i / (1 − H_ii), without refitting. -> (n,) fp64."""
     phi, y = _check_xy(features, targets)
-    n = phi.shape[0]
-    if math.isinf(lam):  # the constant ȳ: H = 11ᵀ/n
-        return (y - y.mean()) / (1 - 1 / n)
-    X, A = _augmented(phi, lam)
-    hat = X @ torch.linalg.solve(A, X.T)  # (n, n)
-    return (y - hat @ y) / (1 - hat.diagonal())
+    if not lam > 0:
+        raise ValueError(f"lam must be > 0 (or inf), got {lam}")
+    return _loo(y, _centred(phi, y)[1], lam)
 
 
 @dataclass
@@ -124,11 +137,12 @@ class ValueHead:
 def fit_value_head(features: Tensor, targets: Tensor, grid: tuple[float, ...] = DEFAULT_GRID) -> ValueHead:
     """Fit V on past data: one row per past prompt, targets (n,) = its mean return; λ = s·α, α in `grid`, by LOO."""
     phi, y = _check_xy(features, targets)
-    s = float((phi - phi.mean(0)).pow(2).sum()) / phi.shape[0]  # mean squared norm of a centred row
+    phi_c, eig = _centred(phi, y)
+    s = float(phi_c.pow(2).sum()) / phi.shape[0]  # mean squared norm of a centred row
     loo = {}
     for alpha in grid:
         lam = math.inf if math.isinf(alpha) or s == 0 else s * alpha  # identical rows: only the constant
-        loo[lam] = float(loo_residuals(phi, y, lam).pow(2).mean())
+        loo[lam] = float(_loo(y, eig, lam).pow(2).mean())
     lam = min(loo, key=loo.get)
     w, b = ridge_fit(phi, y, lam)
     return ValueHead(w=w, b=b, lam=lam, loo_mse=loo)
