@@ -54,7 +54,8 @@ def prompt_features(model: nn.Module, tokenizer: PreTrainedTokenizerBase, prompt
     out = []
     for start in range(0, len(prompts), batch_size):
         ids, mask = encode_prompts(tokenizer, prompts[start:start + batch_size], chat=chat)  # (b, L)
-        ids, mask = ids.to(model.device), mask.to(model.device)
+        device = next(model.parameters()).device
+        ids, mask = ids.to(device), mask.to(device)
         h = model.base_model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)).last_hidden_state
         out.append(h[:, -1].float().cpu())  # (b, H): left padding puts every last token at -1
     return torch.cat(out)  # (P, H)
@@ -71,7 +72,7 @@ def _check_xy(features: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
     return features.double(), targets.double()
 
 
-def _centred(phi: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+def _centred(phi: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """Φ_c = Φ − Φ̄ and the eigendecomposition K = Φ_c Φ_cᵀ = U diag(Λ) Uᵀ: (n, F), ((n,), (n, n))."""
     phi_c = phi - phi.mean(0)  # (n, F)
     lams, U = torch.linalg.eigh(phi_c @ phi_c.T)  # (n,), (n, n)
@@ -110,7 +111,7 @@ def loo_residuals(features: Tensor, targets: Tensor, lam: float) -> Tensor:
     phi, y = _check_xy(features, targets)
     if not lam > 0:
         raise ValueError(f"lam must be > 0 (or inf), got {lam}")
-    return _loo(y, _centred(phi, y)[1], lam)
+    return _loo(y, _centred(phi)[1], lam)
 
 
 @dataclass
@@ -137,7 +138,7 @@ class ValueHead:
 def fit_value_head(features: Tensor, targets: Tensor, grid: tuple[float, ...] = DEFAULT_GRID) -> ValueHead:
     """Fit V on past data: one row per past prompt, targets (n,) = its mean return; λ = s·α, α in `grid`, by LOO."""
     phi, y = _check_xy(features, targets)
-    phi_c, eig = _centred(phi, y)
+    phi_c, eig = _centred(phi)
     s = float(phi_c.pow(2).sum()) / phi.shape[0]  # mean squared norm of a centred row
     loo = {}
     for alpha in grid:
