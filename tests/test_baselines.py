@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from reinforce_edu.core.baselines import (BatchMeanBaseline, LeaveOneOutBaseline, NoBaseline, RunningMeanBaseline,
-                                     ValueBaseline, advantages, make_baseline)
+from reinforce_edu.core.baselines import (BatchMeanBaseline, FixedValueBaseline, LeaveOneOutBaseline, NoBaseline,
+                                     RunningMeanBaseline, ValueBaseline, advantages, make_baseline)
 
 
 def test_leave_one_out_matches_loop():
@@ -147,3 +147,18 @@ def test_running_mean_including_the_current_batch_shrinks_the_gradient():
     assert abs(rows["past"]["shrink"] - 1) < 4 * rows["past"]["shrink_se"]
     assert abs(rows["current"]["shrink"] - (1 - 0.5 / n)) < 4 * rows["current"]["shrink_se"]
     assert abs(rows["current"]["shrink"] - 1) > 4 * rows["current"]["shrink_se"]
+
+
+def test_fixed_value_baseline_gives_each_prompt_its_value_whatever_the_returns():
+    values = torch.tensor([1.0, -2.0, 0.5])
+    base = FixedValueBaseline(values)
+    r = torch.randn(3, 4, generator=torch.Generator().manual_seed(2))
+    want = torch.tensor([[1.0] * 4, [-2.0] * 4, [0.5] * 4])
+    assert torch.equal(base(r), want) and torch.equal(base(r * 10 + 3), want)
+    values[0] = 99.0  # a copy is kept: later edits of the caller's tensor do not leak in
+    assert torch.equal(base(r), want)
+    torch.testing.assert_close(advantages(r, base), r - want)
+    with pytest.raises(ValueError, match="3 rows"):
+        base(torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="values"):
+        FixedValueBaseline(torch.tensor([1.0, float("nan")]))

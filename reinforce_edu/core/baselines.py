@@ -20,6 +20,7 @@ its definition says so (batch mean, leave-one-out).
 | `BatchMeanBaseline` | mean of the whole batch, self included | shrinks ∇ by (1 − 1/n)      |
 | `LeaveOneOutBaseline` | mean of the other k−1 samples of prompt i (RLOO) | none          |
 | `ValueBaseline`     | learned V_φ(x), regressed on returns   | none (V uses the past only) |
+| `FixedValueBaseline` | v_i given per prompt (a value fitted on past data) | none (v fixed before the batch) |
 
 Taught in notebooks/02_baselines_and_variance.ipynb; reused unchanged by
 `reinforce_edu.core.losses.reinforce_loss` and the LLM trainer.
@@ -223,6 +224,31 @@ class ValueBaseline(Baseline):
 
     def __repr__(self) -> str:
         return f"ValueBaseline(n_prompts={self.values.shape[0]}, lr={self.lr})"
+
+
+class FixedValueBaseline(Baseline):
+    r"""b_ij = v_i: one value per prompt of the batch, fixed before its samples are drawn.
+
+    `values` (P,) holds V(x_i) for the P prompts of the (P, k) returns it will be called on, in
+    order — e.g. the exact E[R | x] on a bandit, or a value model fitted on *past* data
+    (`reinforce_edu.llm.value_baseline`). The returns themselves are never read, so the estimate
+    stays unbiased.
+    """
+
+    name = "value"
+
+    def __init__(self, values: Tensor) -> None:
+        self.values = check_tensor(values, "values", ndim=1, floating=True, finite=True).detach().clone()  # (P,)
+
+    def __call__(self, returns: Tensor, prompts: Tensor | None = None) -> Tensor:
+        returns = _check_returns(returns)
+        if returns.shape[0] != self.values.shape[0]:
+            raise ValueError(f"returns must have {self.values.shape[0]} rows (one per value), "
+                             f"got shape {tuple(returns.shape)}")
+        return self.values.to(returns.dtype)[:, None].expand_as(returns).clone()  # (P, k)
+
+    def __repr__(self) -> str:
+        return f"FixedValueBaseline(P={self.values.shape[0]})"
 
 
 BASELINES = ("none", "running_mean", "batch_mean", "prompt_mean", "leave_one_out", "value")
