@@ -16,7 +16,8 @@ How many seeds would resolve a gap g whose per-seed spread is sd? The SE shrinks
 
     n ≥ (z · sd / g)²        (paired: sd = sd(d); unpaired: sd² = sd_a² + sd_b²).
 
-Taught in notebooks/07_comparison.ipynb.
+Taught in notebooks/07_comparison.ipynb; lessons 01–08 use `mean_se` / `mean_se_along` for means ± SE over
+seeds, batches or tasks.
 """
 
 from __future__ import annotations
