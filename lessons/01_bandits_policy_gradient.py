@@ -37,6 +37,7 @@ import torch
 from reinforce_edu.toy.bandits import make_bandit
 from reinforce_edu.core.baselines import NoBaseline, make_baseline
 from reinforce_edu.core.policy_gradient import surrogate_loss
+from reinforce_edu.core.significance import mean_se_along
 from reinforce_edu.toy.bandit_estimates import batch_advantages, reinforce_gradient
 from reinforce_edu.toy.bandit_estimates import baseline_estimates, sample_batches
 
@@ -172,7 +173,7 @@ M = 2000
 gen = torch.Generator().manual_seed(3)
 estimates = torch.stack([reinforce_gradient(policy, bandit.sample_batch(policy, k=4, generator=gen))
                          for _ in range(M)]).double()  # (M, P, A)
-mean, se = estimates.mean(0), estimates.std(0) / math.sqrt(M)  # (P, A) each
+mean, se = mean_se_along(estimates, 0)  # (P, A) each: over the M batches, SE = std / √M
 z = (mean - exact.double()) / se  # (P, A): distance to ∇J in standard errors
 
 fig, ax = plt.subplots(figsize=(5, 3.6))

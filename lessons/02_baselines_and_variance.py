@@ -58,6 +58,7 @@ from reinforce_edu.core.baselines import (BatchMeanBaseline, LeaveOneOutBaseline
                                      ValueBaseline, advantages)
 from reinforce_edu.teaching.explorer import VarianceExplorer
 from reinforce_edu.core.policy_gradient import surrogate_loss
+from reinforce_edu.core.significance import mean_se, mean_se_along, paired_difference
 from reinforce_edu.toy.bandit_estimates import per_sample_estimates, reinforce_gradient
 from reinforce_edu.core.variance import format_table
 from reinforce_edu.teaching.plotting import plot_variance
@@ -425,14 +426,15 @@ for _ in range(2000):
 leaks = torch.stack(leaks).double()  # (2000, P)
 probs = policy.probs().double()
 entropy = -(probs * probs.log()).sum(-1)  # H(π(·|x)), (P,)
-z_leak = (leaks.mean(0) + entropy / P) / (leaks.std(0) / math.sqrt(len(leaks)))
+leak_mean, leak_se = mean_se_along(leaks, 0)  # (P,) each: mean over the 2000 batches, sd / √2000
+z_leak = (leak_mean + entropy / P) / leak_se
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print("mean ∂L/∂V(x):", [f"{g:.3f}" for g in leaks.mean(0).tolist()])
+print("mean ∂L/∂V(x):", [f"{g:.3f}" for g in leak_mean.tolist()])
 print("−H(π(·|x))/P: ", [f"{g:.3f}" for g in (-entropy / P).tolist()])
 print(f"largest distance: {z_leak.abs().max():.1f} SE")
-assert bool((z_leak.abs() < 4).all()) and bool((leaks.mean(0) < 0).all())
+assert bool((z_leak.abs() < 4).all()) and bool((leak_mean < 0).all())
 
 
 # %% [markdown]
@@ -487,14 +489,14 @@ plt.show()
 late = {d: float(e[-100:].mean()) for d, e in err.items()}
 print(f"value error |V − v| over the last 100 steps: detached {late[True]:.3f}, not detached {late[False]:.3f} "
       f"(x{late[False] / late[True]:.0f})")
-gap = j_final[True] - j_final[False]  # (seeds,) paired: the same seed draws the same first batch
-gap_se = float(gap.std(ddof=1) / np.sqrt(VALUE_SEEDS))
-print(f"final J over {VALUE_SEEDS} seeds (± 1 SE): detached {j_final[True].mean():.3f} ± "
-      f"{j_final[True].std(ddof=1) / np.sqrt(VALUE_SEEDS):.3f}, not detached {j_final[False].mean():.3f} ± "
-      f"{j_final[False].std(ddof=1) / np.sqrt(VALUE_SEEDS):.3f}, optimum {bandit.optimal_value():.3f}")
-print(f"detached − not detached: {gap.mean():.3f} ± {gap_se:.3f} ({gap.mean() / gap_se:.1f} SE)")
+(j_det, j_det_se), (j_not, j_not_se) = (mean_se(j_final[d].tolist()) for d in (True, False))
+# paired: seed s draws the same first batch with and without the detach
+gap = paired_difference(j_final[True].tolist(), j_final[False].tolist(), ("detached", "not detached"))
+print(f"final J over {VALUE_SEEDS} seeds (± 1 SE): detached {j_det:.3f} ± {j_det_se:.3f}, "
+      f"not detached {j_not:.3f} ± {j_not_se:.3f}, optimum {bandit.optimal_value():.3f}")
+print(f"detached − not detached: {gap.mean:.3f} ± {gap.se:.3f} ({gap.mean / gap.se:.1f} SE)")
 assert late[False] > 5 * late[True]
-assert gap.mean() > 3 * gap_se  # resolved: forgetting the detach costs J
+assert gap.mean > 3 * gap.se  # resolved: forgetting the detach costs J
 
 # %% [markdown]
 # ## 8. Explore: baseline × samples per prompt × reward offset × arms
@@ -649,6 +651,8 @@ exact = bandit.exact_gradient(policy.logits).double()[0]  # ∇J, (A,)
 # %% nbgrader={"grade": false, "grade_id": "baseline_shrink", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def measure_shrink():
     ### BEGIN SOLUTION
+    from reinforce_edu.core.significance import mean_se
+
     n_batches = 2000
     batches = sample_batches(bandit, policy, n_batches, K, seed=1)  # actions, rewards: (M, 1, K)
     rewards, actions = batches.rewards[:, 0].double(), batches.actions[:, 0]  # (M, K)
@@ -656,7 +660,7 @@ def measure_shrink():
     onehot = torch.nn.functional.one_hot(actions, len(probs)).double()  # (M, K, A)
     g = (adv[..., None] * (onehot - probs)).mean(dim=1)  # (M, A): ĝ of each batch
     s = g @ exact / exact.square().sum()  # (M,) projection on ∇J
-    estimate, se = float(s.mean()), float(s.std() / n_batches ** 0.5)
+    estimate, se = mean_se(s.tolist())  # mean of the s_m, and sd(s) / √M
     decision = "refuted" if abs(estimate - 1) > 3 * se else "supported"
     return estimate, se, decision, n_batches
     ### END SOLUTION

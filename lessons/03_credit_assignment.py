@@ -50,6 +50,7 @@ import torch
 from reinforce_edu.core.baselines import LeaveOneOutBaseline
 from reinforce_edu.core.credit import aggregation_weights, completion_mask, reward_to_go
 from reinforce_edu.core.losses import reinforce_loss
+from reinforce_edu.core.significance import mean_se_along
 from reinforce_edu.toy.estimates import batch_estimates, position_variance, sequence_scores, token_scores
 from reinforce_edu.toy.long_task import (block_rewards, credit_gradients, grouped_total_variance, long_task, mean_se,
                                          sampled_objective, warm_policy)
@@ -332,7 +333,7 @@ steps32 = long_run["steps"]
 curves32 = {name: torch.tensor(c, dtype=torch.float64) for name, c in long_run["J"].items()}  # (seeds, evals)
 fig, ax = plt.subplots(figsize=(6.5, 3.2))
 for name, c in curves32.items():
-    mean, se = c.mean(0), c.std(0) / c.shape[0] ** 0.5
+    mean, se = mean_se_along(c, 0)  # (evals,) each: over seeds, sd / √seeds
     ax.plot(steps32, mean.tolist(), "o-", ms=3, label=name)
     ax.fill_between(steps32, (mean - se).tolist(), (mean + se).tolist(), alpha=0.25)
 ax.set(xlabel="step", ylabel="J = E[match reward] (sampled)",
@@ -447,7 +448,8 @@ for mode in ("sum", "seq_mean", "token_mean", "constant"):
     est = batch_estimates(loss_fn, agg_logp, seq_scores, batch_size=P * k_agg)  # (M, D)
     gain = float((est @ grad_J).mean())
     ok, bad = est @ grad_ok / gain, est @ grad_bad / gain  # (M,) per batch
-    drift[mode] = (float(ok.mean()), float(ok.std() / M ** 0.5), float(bad.mean()), float(bad.std() / M ** 0.5))
+    (ok_mean, ok_se), (bad_mean, bad_se) = mean_se_along(ok, 0), mean_se_along(bad, 0)  # over the M batches
+    drift[mode] = (float(ok_mean), float(ok_se), float(bad_mean), float(bad_se))
 
 # %%
 # NBVAL_CHECK_OUTPUT

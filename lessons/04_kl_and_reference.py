@@ -40,12 +40,12 @@ import torch
 from reinforce_edu.core.baselines import LeaveOneOutBaseline
 from reinforce_edu.core.kl import exact_kl, frozen_copy, kl_estimate
 from reinforce_edu.core.losses import reinforce_loss, seed_reinforce_loss
+from reinforce_edu.core.significance import mean_se, mean_se_along
 from reinforce_edu.toy.estimates import batch_estimates, sequence_scores, token_scores
 from reinforce_edu.toy.rewards import hackable_reward, match_reward
 from reinforce_edu.toy.enumeration import Enumeration
 from reinforce_edu.toy.sequences import ToyPolicy, ToyTask, demonstrations, scaled_copy, warm_up
 from reinforce_edu.toy.train import ToyTrainConfig, train_toy
-from reinforce_edu.toy.long_task import mean_se
 from reinforce_edu.toy.outlier import OutlierReward
 from reinforce_edu.core.variance import estimator_stats
 
@@ -475,7 +475,7 @@ def clip_measures(h, h_none):
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
 for (opt_name, label), hs in clip_runs.items():
     c = torch.tensor([h["gold"] for h in hs], dtype=torch.float64)  # (seeds, steps + 1)
-    mean, se = c.mean(0), c.std(0) / CLIP_SEEDS ** 0.5
+    mean, se = mean_se_along(c, 0)  # (steps + 1,) each: over seeds, sd / √seeds
     ax = axes[list(OPTIMISERS).index(opt_name)]
     ax.plot(hs[0]["step"], mean.tolist(), label=label)
     ax.fill_between(hs[0]["step"], (mean - se).tolist(), (mean + se).tolist(), alpha=0.25)
@@ -489,13 +489,12 @@ plt.show()
 # NBVAL_CHECK_OUTPUT
 clip_table = {}
 for opt_name in OPTIMISERS:
-    typical = mean_se(torch.tensor([h["KL"][AT - 1] - h["KL"][AT - 2] for h in clip_runs[opt_name, "no outlier"]],
-                                   dtype=torch.float64))
+    typical = mean_se([h["KL"][AT - 1] - h["KL"][AT - 2] for h in clip_runs[opt_name, "no outlier"]])
     for label in ("clip 1.0", "no clip"):
         per_seed = [clip_measures(h, hn) for h, hn in zip(clip_runs[opt_name, label], clip_runs[opt_name, "no outlier"])]
-        clip_table[opt_name, label] = {key: mean_se(torch.tensor([m[key] for m in per_seed], dtype=torch.float64))
+        clip_table[opt_name, label] = {key: mean_se([m[key] for m in per_seed])  # (mean, SE) over seeds
                                        for key in per_seed[0]} | {"typical": typical}
-n_typ, n_out = (mean_se(torch.tensor(norms[k], dtype=torch.float64)) for k in ("typical", "outlier"))
+n_typ, n_out = (mean_se(norms[k]) for k in ("typical", "outlier"))
 print(f"pre-clip gradient norm of a first batch: {n_typ[0]:.2f} ± {n_typ[1]:.2f} as drawn, "
       f"{n_out[0]:.0f} ± {n_out[1]:.0f} with the outlier")
 print(f"{CLIP_SEEDS} seeds, mean ± SE")

@@ -38,6 +38,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
+from reinforce_edu.core.significance import paired_difference
 from reinforce_edu.llm.data import load_completions, load_preferences
 from reinforce_edu.llm.models import load_model
 from reinforce_edu.llm.reward_model import (HEAD_FILE, RewardHead, RewardModel, bradley_terry_loss, pair_features,
@@ -207,8 +208,8 @@ mid, top = reward_model.layer, layers[-1]
 
 
 def paired(a: int, b: int) -> tuple[float, float]:  # accuracy of layer a minus layer b on the same pairs, ± SE
-    d = layer_correct[a - 1] - layer_correct[b - 1]
-    return float(d.mean()), float(d.std() / math.sqrt(len(d)))
+    p = paired_difference(layer_correct[a - 1].tolist(), layer_correct[b - 1].tolist(), (f"layer {a}", f"layer {b}"))
+    return p.mean, p.se
 
 
 print(f"{layer_run['heldout_pairs']} held-out pairs; accuracy ± SE by layer:")

@@ -275,7 +275,7 @@ for i in range(0, 8, 2):
 # NBVAL_CHECK_OUTPUT
 import json
 
-from reinforce_edu.core.significance import mean_se, paired_difference
+from reinforce_edu.core.significance import mean_se, mean_se_along, paired_difference
 
 ablation = json.loads(Path("../data/results/kl_ablation_cpu_amd-epyc-zen3.json").read_text())
 A = ablation["settings"]
@@ -309,7 +309,7 @@ for ax, key, label in zip(axes, ("proxy", "gold", "kl"),
                           ("proxy reward (reward model)", "gold reward (VADER)", "KL to π_ref (nats)")):
     for b, rs in by_beta.items():
         curves = torch.tensor([[c[key] for c in r["curve"]] for r in rs])  # (seeds, steps)
-        avg, band = curves.mean(0), curves.std(0) / len(rs) ** 0.5
+        avg, band = mean_se_along(curves, 0)  # (steps,) each: over seeds
         steps = range(1, curves.shape[1] + 1)
         ax.plot(steps, avg, label=f"beta = {b:g}")
         ax.fill_between(steps, avg - band, avg + band, alpha=0.25)

@@ -42,6 +42,7 @@ import torch
 from reinforce_edu.core.baselines import BatchMeanBaseline, LeaveOneOutBaseline, NoBaseline
 from reinforce_edu.core.groups import expected_zero_variance_fraction, zero_variance_groups
 from reinforce_edu.core.passk import pass_at_k_curve, pass_at_k_per_prompt
+from reinforce_edu.core.significance import mean_se_along
 from reinforce_edu.llm.config import TrainConfig
 from reinforce_edu.llm.data import DATA_DIR
 from reinforce_edu.llm.logprobs import completion_logprobs
@@ -155,7 +156,7 @@ print(f"{len(runs)} runs of {S['steps']} steps")
 # %%
 # NBVAL_CHECK_OUTPUT
 per_task = before.mean(dim=1)  # (P,) pass rate of each held-out task
-p0, p0_se = per_task.mean().item(), (per_task.std() / math.sqrt(len(per_task))).item()
+p0, p0_se = (x.item() for x in mean_se_along(per_task, 0))  # mean over the P tasks, sd / √P
 print(f"start pass@1 (sampled, T = 1): {p0:.3f} ± {p0_se:.3f} over {len(per_task)} held-out tasks")
 for fam in ("add", "larger", "upper", "repeat"):
     rows = [i for i, t in enumerate(held) if t["task"] == fam]
@@ -172,9 +173,9 @@ assert curve0[8][0] > curve0[1][0] + 2 * curve0[1][1]  # more tries find more an
 
 # %%
 # NBVAL_CHECK_OUTPUT
-def paired(after_m, before_m, k=1):
+def paired(after_m, before_m, k=1):  # pass@k after minus before, paired over the same tasks: (mean, SE)
     d = pass_at_k_per_prompt(torch.tensor(after_m), k) - pass_at_k_per_prompt(before_m, k)  # (P,)
-    return d.mean().item(), (d.std() / math.sqrt(len(d))).item()
+    return tuple(x.item() for x in mean_se_along(d, 0))
 
 print(f"{'method':<9}{'seed':>5}{'pass@1':>8}{'pass@8':>8}{'Δpass@1':>15}{'Δpass@8':>15}")
 deltas = {}
@@ -225,7 +226,8 @@ for k in (2, 4, 8):
     groups = before.view(-1, k)  # (P·8/k, k): disjoint groups of k answers of the same task
     zv[k] = zero_variance_groups(groups).double()
     predicted = expected_zero_variance_fraction(per_task.double(), k)
-    print(f"k={k}: zero-variance groups {zv[k].mean().item():.2f} ± {(zv[k].std() / math.sqrt(len(zv[k]))).item():.2f}"
+    frac, frac_se = (x.item() for x in mean_se_along(zv[k], 0))  # fraction of unanimous groups, ± SE over groups
+    print(f"k={k}: zero-variance groups {frac:.2f} ± {frac_se:.2f}"
           f"  (p^k + (1-p)^k from each task's pass rate: {predicted:.2f})")
 print(f"of which all-fail at k=8: {(before.sum(1) == 0).double().mean().item():.2f}")
 assert zv[2].mean() > zv[8].mean()  # a bigger group is less often unanimous

@@ -9,11 +9,15 @@ seed shares between them, and
 We call a pair **resolved** when |d̄| > z·SE(d̄) (z = 2 by default: about a 95 % two-sided
 interval for n ≳ 20; with few seeds the t distribution's wider tails make z = 2 generous).
 
+`mean_se` takes one list of per-seed values; `mean_se_along` does the same for every column of a
+tensor at once (e.g. a band ± SE around a mean curve of shape (seeds, steps)), with the same n − 1.
+
 How many seeds would resolve a gap g whose per-seed spread is sd? The SE shrinks like 1/√n, so
 
     n ≥ (z · sd / g)²        (paired: sd = sd(d); unpaired: sd² = sd_a² + sd_b²).
 
-Taught in notebooks/07_comparison.ipynb.
+Taught in notebooks/07_comparison.ipynb; lessons 01–08 use `mean_se` / `mean_se_along` for means ± SE over
+seeds, batches or tasks.
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Sequence
+
+from torch import Tensor
+
+from reinforce_edu.core._checks import check_tensor
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,20 @@ def mean_se(x: Sequence[float]) -> tuple[float, float]:
     m = sum(v) / n
     sd = math.sqrt(sum((u - m) ** 2 for u in v) / (n - 1))
     return m, sd / math.sqrt(n)
+
+
+def mean_se_along(x: Tensor, dim: int = 0) -> tuple[Tensor, Tensor]:
+    """(mean, SE of the mean) over axis `dim` of x, e.g. (seeds, steps) -> two (steps,) tensors.
+
+    SE = sd / √n with sd the sample standard deviation (n − 1) and n = x.shape[dim] ≥ 2, as `mean_se`
+    gives column by column; computed in x's own dtype."""
+    x = check_tensor(x, "x", floating=True, finite=True)
+    if isinstance(dim, bool) or not isinstance(dim, int) or not -x.dim() <= dim < x.dim():
+        raise ValueError(f"dim must be an axis of x (shape {tuple(x.shape)}), got {dim!r}")
+    n = x.shape[dim]
+    if n < 2:
+        raise ValueError(f"x needs at least 2 values along dim {dim} to estimate a standard error, got {n}")
+    return x.mean(dim), x.std(dim) / math.sqrt(n)  # sd with n − 1 (torch's default correction=1)
 
 
 def paired_difference(a: Sequence[float], b: Sequence[float], names: tuple[str, str] = ("a", "b"),
