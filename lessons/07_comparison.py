@@ -310,6 +310,9 @@ if full is not None:
               f"{row['s_per_step']:>8.2f}{row['memory_rise'] / 2**20:>12.0f}")
     fs = full["summary"]
     assert fs["ppo"]["memory_rise"] > 1.15 * fs["rloo_k4"]["memory_rise"]
+    slowest_other = max(r["s_per_step"] for n, r in fs.items() if n != "ppo")  # claim 12: a stored timing, fixed
+    print(f"stored run: PPO's s/step / the slowest other method's = {fs['ppo']['s_per_step'] / slowest_other:.1f}")
+    assert fs["ppo"]["s_per_step"] > 1.8 * slowest_other
     gap = lambda sm, a, b: (sm[a]["eval_gold"] - sm[b]["eval_gold"],
                             math.hypot(sm[a]["eval_gold_se"], sm[b]["eval_gold_se"]))
     for a, b in (("rloo_k4", "vanilla_pg"), ("rloo_k4", "rloo_k2"), ("ppo", "rloo_k4")):

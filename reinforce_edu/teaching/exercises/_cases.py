@@ -16,6 +16,17 @@ def sequence_case(seed: int, B: int = 3, T: int = 5) -> dict:
     return dict(g=g, mask=mask, B=B, T=T)
 
 
+def ratio_case(seed: int, B: int, T: int, spread: float, pad: float) -> dict:
+    """A `sequence_case` with old_logp (B, T) in [−2, 0] and logp = old_logp + spread·noise, set to `pad` on
+    padding (garbage that must not count): the inputs of the importance-ratio exercises (lessons 06, 07).
+    Keys: logp, old_logp, mask, g (the case's generator, for what else the exercise draws)."""
+    c = sequence_case(seed, B=B, T=T)
+    old = -2 * torch.rand(B, T, generator=c["g"])
+    logp = old + spread * torch.randn(B, T, generator=c["g"])
+    logp = torch.where(c["mask"] > 0, logp, torch.full_like(logp, pad))
+    return dict(logp=logp, old_logp=old, mask=c["mask"], g=c["g"])
+
+
 def shift_mask(mask: torch.Tensor) -> torch.Tensor:
     """The usual off-by-one: the mask moved one token later (the EOS position wrongly kept, the first dropped)."""
     return torch.nn.functional.pad(mask, (1, 0))[:, :-1]

@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from reinforce_edu.teaching.exercises._cases import sequence_case, shift_mask
+from reinforce_edu.teaching.exercises._cases import ratio_case, sequence_case, shift_mask
 from reinforce_edu.teaching.feedback import ExerciseError, _call, _compare, _gen, _run
 
 FORBID_LOGPROBS = ["reinforce_edu.llm.logprobs.token_logprobs", "reinforce_edu.llm.logprobs.completion_logprobs"]
@@ -60,11 +60,9 @@ def check_importance_weights(fn: Callable, hidden: bool = False) -> None:
                "π_old constant; at θ = θ_old it is REINFORCE); reinforce_edu/llm/ppo.py")
     cases = []
     for s in ([1, 2] if not hidden else [131, 132]):
-        c = sequence_case(s, B=4, T=5)
-        old = -2 * torch.rand(4, 5, generator=c["g"])
-        logp = old + 0.3 * torch.randn(4, 5, generator=c["g"])
-        logp = torch.where(c["mask"] > 0, logp, torch.full_like(logp, -40.0))  # padding: garbage that must not count
-        cases.append(dict(logp=logp, old_logp=old, advantages=torch.randn(4, generator=c["g"]), mask=c["mask"]))
+        c = ratio_case(s, B=4, T=5, spread=0.3, pad=-40.0)
+        cases.append(dict(logp=c["logp"], old_logp=c["old_logp"], advantages=torch.randn(4, generator=c["g"]),
+                          mask=c["mask"]))
     mistakes = [("the padding counts: sum the log-ratio over unmasked tokens only",
                  lambda logp, old_logp, advantages, mask: _importance_reference(logp, old_logp, advantages, torch.ones_like(mask))),
                 ("a per-token weight averaged over tokens, not the sequence's weight (the product over its tokens)",

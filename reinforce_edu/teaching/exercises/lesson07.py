@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from reinforce_edu.teaching.exercises._cases import sequence_case
+from reinforce_edu.teaching.exercises._cases import ratio_case
 from reinforce_edu.teaching.feedback import ExerciseError, _call, _compare, _gen, _run
 
 FORBID_GRPO = ["reinforce_edu.core.losses.reinforce_loss", "reinforce_edu.llm.ppo.whiten"]
@@ -60,12 +60,9 @@ def check_ppo_clip_loss(fn: Callable, hidden: bool = False) -> None:
                "are constants; token mean); reinforce_edu/llm/ppo.py")
     cases = []
     for s in ([1, 2] if not hidden else [151, 152]):
-        c = sequence_case(s, B=3, T=6)
-        old = -2 * torch.rand(3, 6, generator=c["g"])
-        logp = old + 0.4 * torch.randn(3, 6, generator=c["g"])  # ratios on both sides of 1 ± 0.2
-        logp = torch.where(c["mask"] > 0, logp, torch.full_like(logp, 5.0))  # padding: garbage that must not count
-        cases.append(dict(logp=logp, old_logp=old, advantages=torch.randn(3, 6, generator=c["g"]), mask=c["mask"],
-                          clip_range=0.2))
+        c = ratio_case(s, B=3, T=6, spread=0.4, pad=5.0)  # ratios on both sides of 1 ± 0.2
+        cases.append(dict(logp=c["logp"], old_logp=c["old_logp"], advantages=torch.randn(3, 6, generator=c["g"]),
+                          mask=c["mask"], clip_range=0.2))
     mistakes = [("min of the two negated terms: the optimistic bound (PPO takes the pessimistic max of −ρÂ, i.e. min of ρÂ)",
                  lambda **c: _ppo_reference(**c, pessimistic=False)),
                 ("this is seq_mean (each sequence's mean, then the mean over sequences): the exercise asks for the "
