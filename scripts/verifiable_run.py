@@ -9,7 +9,11 @@ the command, commit, device and every run; lesson 08 plots it beside its own run
     python scripts/verifiable_run.py --steps 200 --prompts-per-step 16 --samples-per-prompt 8 \\
         --max-new-tokens 32 --trainable-blocks 0 --learning-rate 1e-5 --eval-prompts 80   # GPU size (not yet run)
 
-Output: data/results/verifiable_<device>.json.
+    python scripts/verifiable_run.py --seeds 1 2 --steps 10 --eval-prompts 16 --dtype fp32 \\
+        --add-to data/results/verifiable_cpu_amd-epyc-zen3.json     # more seeds into a stored run
+
+Output: data/results/verifiable_<device>.json. With --add-to, the new (method, seed) runs join that file's runs
+(its settings must match, seeds aside); each added run carries its own command, commit and device.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="smollm2", help="any causal LM folder (a larger model by path)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads on a CPU")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="auto", help="auto | bf16 | fp16 | fp32 (pin it when adding seeds)")
+    parser.add_argument("--add-to", type=Path, default=None, help="a stored run to add these seeds' runs to")
     parser.add_argument("--out", type=Path, default=None, help="default: data/results/verifiable_<device>.json")
     args = parser.parse_args(argv)
 
@@ -57,18 +63,25 @@ def main(argv: list[str] | None = None) -> int:
                        samples_per_prompt=args.samples_per_prompt, max_new_tokens=args.max_new_tokens,
                        trainable_blocks=args.trainable_blocks, learning_rate=args.learning_rate, beta=args.beta,
                        temperature=args.temperature, steps=args.steps, device=args.device,
-                       output_dir="runs/verifiable", progress=False)
+                       dtype=args.dtype, output_dir="runs/verifiable", progress=False)
+    stored = load_addition_target(args) if args.add_to else None
     prompts = [t["prompt"] for t in load_tasks("train")]
     heldout = [t["prompt"] for t in load_tasks("heldout")][:args.eval_prompts]
     runs, start = [], time.perf_counter()
     for i, method in enumerate(args.methods):
         for seed in args.seeds:
+            if stored and any((r["method"], r["seed"]) == (method, seed) for r in stored["runs"]):
+                print(f"{method} seed {seed}: already in {args.add_to}, skipped", flush=True)
+                continue
             t0 = time.perf_counter()
-            run = train_method(method, seed, base, prompts, heldout, eval_n=args.eval_n, before=not runs)
+            run = train_method(method, seed, base, prompts, heldout, eval_n=args.eval_n,
+                               before=not runs and not stored)
             run.pop("trainer")
             run["seconds"] = time.perf_counter() - t0
             runs.append(run)
             print(f"{method} seed {seed}: {run['seconds']:.0f} s", flush=True)
+    if stored:
+        return add_runs(args, stored, runs, argv)
     before = next(r.pop("before") for r in runs if "before" in r)
     out = args.out or ROOT / "data" / "results" / f"verifiable_{device_slug()}.json"
     settings = {k: v for k, v in vars(args).items() if k != "out"}
@@ -76,6 +89,42 @@ def main(argv: list[str] | None = None) -> int:
                  settings=settings, heldout=heldout, before=before, runs=runs,
                  seconds=time.perf_counter() - start)
     print(f"wrote {out}")
+    return 0
+
+
+SETTINGS_FREE = ("seeds", "methods", "threads", "device", "dtype", "add_to", "out")
+"""Settings an addition may change: which runs, and how the machine computes them (not what is computed)."""
+
+
+def load_addition_target(args: argparse.Namespace) -> dict:
+    """The stored run that --add-to names, after checking it was made with the same task settings."""
+    path = args.add_to
+    if not path.is_file():
+        raise ValueError(f"--add-to: {path} is not a file (expected a stored run made by this script)")
+    stored = json.loads(path.read_text())
+    mine = {k: v for k, v in vars(args).items() if k not in SETTINGS_FREE}
+    theirs = {k: v for k, v in stored.get("settings", {}).items() if k not in SETTINGS_FREE}
+    differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+    if differ:
+        raise ValueError(f"--add-to: {path} was made with other settings; differing: "
+                         + ", ".join(f"{k} (stored {theirs.get(k)!r}, here {mine.get(k)!r})" for k in differ))
+    return stored
+
+
+def add_runs(args: argparse.Namespace, stored: dict, runs: list[dict], argv: list[str] | None) -> int:
+    """Append `runs` to the stored file, each with the provenance of this invocation, and list the addition."""
+    from reinforce_edu.perf.provenance import device_description, git_commit, platform_id
+    command = "python " + " ".join(["scripts/verifiable_run.py"] + list(sys.argv[1:] if argv is None else argv))
+    origin = {"command": command, "commit": git_commit(ROOT), "device": device_description(),
+              "platform": platform_id(), "torch": torch.__version__, "dtype": args.dtype}
+    for run in runs:
+        run["origin"] = origin
+    stored["runs"].extend(runs)
+    stored["settings"]["seeds"] = sorted({r["seed"] for r in stored["runs"]})
+    stored["settings"]["methods"] = list(dict.fromkeys(r["method"] for r in stored["runs"]))
+    stored.setdefault("additions", []).append({**origin, "runs": [[r["method"], r["seed"]] for r in runs]})
+    args.add_to.write_text(json.dumps(stored, indent=1))
+    print(f"added {len(runs)} run(s) to {args.add_to}")
     return 0
 
 
