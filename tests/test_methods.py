@@ -1,6 +1,7 @@
 """Lesson 07's methods through the one trainer (PPO, GRPO), the shared-prompt passes, the cost meters."""
 
 import math
+import statistics
 import time
 
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from reinforce_edu.llm.comparison import METHODS, method_config, run_method, summarise
+from reinforce_edu.llm.comparison import METHODS, method_config, paired_memory_gap, run_method, summarise
 from reinforce_edu.llm.logprobs import completion_logprobs
 from reinforce_edu.llm.sampling import filter_logits, sample, sample_categorical
 from reinforce_edu.perf.measure import PeakMemory, best_seconds, count_flops, matmul_peak, matmul_share, time_phases
@@ -184,6 +185,32 @@ def test_run_method_smoke_and_summary(tiny):
         assert row["seeds"] == 2 and math.isfinite(row["eval_gold"]) and math.isfinite(row["kl"])
     assert [c["samples_seen"] for c in results[0]["curve"]] == [4, 8]
     assert results[-1]["peak_memory"] > 0
+    indices = [r["run_index"] for r in results]  # the process's order of runs, one apart
+    assert indices == list(range(indices[0], indices[0] + 4))
+
+
+def _fake_run(name, seed, rise, index):
+    return {"name": name, "seed": seed, "run_index": index, "memory_rise": rise, "peak_memory": rise + 100,
+            "s_per_step": 1.0, "curve": [{"gold": 0.5, "proxy": 0.5, "kl": 0.1}], "eval": {"gold": 0.5}}
+
+
+def test_summarise_leaves_out_the_first_run_and_pairs_memory_by_seed():
+    # two methods that hold the same memory, run in one process: the first run pays +500 once,
+    # and every seed round adds +40 of heap drift
+    order = [("vanilla_pg", 0), ("running_mean", 0), ("vanilla_pg", 1), ("running_mean", 1),
+             ("vanilla_pg", 2), ("running_mean", 2)]
+    noise = {("vanilla_pg", 1): 3.0, ("running_mean", 1): -3.0}
+    results = [_fake_run(n, s, 1000 + 40 * s + (500 if i == 0 else 0) + noise.get((n, s), 0.0), i)
+               for i, (n, s) in enumerate(order)]
+    rows = summarise(results, last=1)
+    assert rows["vanilla_pg"]["memory_rise"] == pytest.approx((1043 + 1080) / 2)  # seed 0's 1500 left out
+    assert rows["running_mean"]["memory_rise"] == pytest.approx((1000 + 1037 + 1080) / 3)
+    assert rows["vanilla_pg"]["peak_memory"] == pytest.approx(rows["vanilla_pg"]["memory_rise"] + 100)
+    gap, se, pairs = paired_memory_gap(results, "vanilla_pg", "running_mean")
+    assert pairs == 2 and gap == pytest.approx(3.0)  # (6 + 0) / 2: the drift cancels within a round
+    assert se == pytest.approx(statistics.stdev([6.0, 0.0]) / math.sqrt(2))
+    # a method whose only run was the process's first still gets a figure
+    assert summarise([_fake_run("ppo", 0, 7.0, 0)])["ppo"]["memory_rise"] == 7.0
 
 
 def test_peak_memory_sees_an_allocation():

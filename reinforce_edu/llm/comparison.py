@@ -17,8 +17,12 @@ method from a fresh copy of the model and returns its learning curve (gold and p
 samples seen, KL), a held-out evaluation, and its cost: seconds per step and memory — the peak
 during training (`reinforce_edu.perf.measure.PeakMemory`) above the memory in use before the trainer was
 built, i.e. everything the method holds (policy copy, π_ref, critic, optimiser state) plus its
-activations. `summarise` gives each method's mean and standard error over seeds (memory: the smallest
-over seeds, since the first run in a process also pays one-time allocations).
+activations. `summarise` gives each method's mean and standard error over seeds. Memory is a noisy meter on
+a CPU: the first run in a process also pays one-time allocations (lesson 07's stored run: vanilla PG's
+seed 0, +1604 MiB against +1152 and +1171 for its later seeds), and the heap of one long process grows
+from run to run, so a method's RSS rise depends on where in the sequence it ran. `summarise` leaves out
+the first run of the process and reports the mean ± SE over the rest; two methods' memory is compared
+within a seed round (`paired_memory_gap`), where the drift cancels.
 
 Taught in notebooks/07_comparison.ipynb; `scripts/full_comparison.py` runs it at a larger size.
 """
@@ -31,6 +35,7 @@ import math
 import statistics
 import tempfile
 import time
+from itertools import count
 
 import torch
 
@@ -48,6 +53,9 @@ METHODS: dict[str, dict] = {
     "ppo": dict(samples_per_prompt=1, baseline="none", method="ppo"),
 }
 """The TrainConfig settings that define each method (everything else is shared)."""
+
+_RUN_INDEX = count()
+"""How many `run_method` calls this process made before the current one (0: the first pays one-time allocations)."""
 
 LABELS = {"vanilla_pg": "vanilla PG", "running_mean": "REINFORCE + running mean", "rloo_k2": "RLOO k=2",
           "rloo_k4": "RLOO k=4", "grpo": "GRPO (std-normalised)", "ppo": "PPO (critic)"}
@@ -79,7 +87,8 @@ def run_method(name: str, seed: int, *, samples_per_step: int, policy, tokenizer
     Returned dict: name, seed, config, curve (one dict per step: samples_seen, gold, proxy, kl,
     step_time), s_per_step (mean), seconds (all steps), peak_memory (bytes: the peak while training)
     and memory_rise (that peak minus the memory in use before the trainer was built; `PeakMemory.kind`
-    in memory_kind) and eval (gold, gold_se, proxy, length) if asked.
+    in memory_kind), run_index (its place among this process's runs: 0 = the first) and eval
+    (gold, gold_se, proxy, length) if asked.
     """
     cfg = method_config(name, samples_per_step, seed=seed, progress=False,
                         output_dir=settings.pop("output_dir", None) or tempfile.mkdtemp(prefix=f"cmp_{name}_"),
@@ -98,7 +107,8 @@ def run_method(name: str, seed: int, *, samples_per_step: int, policy, tokenizer
               "step_time": r["step_time"]} for r in history]
     out = {"name": name, "seed": seed, "config": dataclasses.asdict(cfg), "curve": curve,
            "seconds": seconds, "s_per_step": seconds / len(history), "peak_memory": mem.peak,
-           "memory_rise": max(0, mem.peak - before), "memory_kind": mem.kind, "skipped": trainer.n_skipped}
+           "memory_rise": max(0, mem.peak - before), "memory_kind": mem.kind, "skipped": trainer.n_skipped,
+           "run_index": next(_RUN_INDEX)}
     if eval_prompts:
         ev = trainer.evaluate(eval_prompts, k=1, seed=eval_seed)
         out["eval"] = {key: ev[key] for key in ("gold", "gold_se", "proxy", "proxy_se", "length")}
@@ -114,10 +124,16 @@ def _mean_se(xs: list[float]) -> tuple[float, float]:
     return statistics.fmean(xs), (statistics.stdev(xs) / math.sqrt(len(xs)) if len(xs) > 1 else float("nan"))
 
 
+def _memory_runs(runs: list[dict]) -> list[dict]:
+    """The runs whose memory counts: all but a process's first run (run_index 0), unless that is all there is."""
+    later = [r for r in runs if r.get("run_index") != 0]
+    return later or runs
+
+
 def summarise(results: list[dict], last: int = 3) -> dict[str, dict]:
     """Per method, mean and standard error over its seeds of: held-out gold (eval), training gold and KL
-    (mean of the last `last` steps), seconds per step; memory rise and peak: the smallest over seeds
-    (the first run in a process also pays one-time allocations). Keys keep METHODS' order."""
+    (mean of the last `last` steps), seconds per step, memory rise and peak (leaving out the process's
+    first run, which also pays one-time allocations). Keys keep METHODS' order."""
     out: dict[str, dict] = {}
     for name in [n for n in METHODS if any(r["name"] == n for r in results)]:
         runs = [r for r in results if r["name"] == name]
@@ -129,10 +145,19 @@ def summarise(results: list[dict], last: int = 3) -> dict[str, dict]:
                             ("kl", [tail(r, "kl") for r in runs]),
                             ("s_per_step", [r["s_per_step"] for r in runs])):
             row[key], row[key + "_se"] = _mean_se(values)
-        row["memory_rise"] = min(r["memory_rise"] for r in runs)
-        row["peak_memory"] = min(r["peak_memory"] for r in runs)
+        for key in ("memory_rise", "peak_memory"):
+            row[key], row[key + "_se"] = _mean_se([r[key] for r in _memory_runs(runs)])
         out[name] = row
     return out
+
+
+def paired_memory_gap(results: list[dict], a: str, b: str) -> tuple[float, float, int]:
+    """Memory rise of method `a` minus method `b`, paired by seed (the two ran in the same seed round, so the
+    process's heap drift cancels), process-first runs left out: (mean gap in bytes, its SE, pairs used)."""
+    rise = {(r["name"], r["seed"]): r["memory_rise"] for r in results if r.get("run_index") != 0}
+    gaps = [rise[(a, s)] - rise[(b, s)] for (n, s) in list(rise) if n == a and (b, s) in rise]
+    mean, se = _mean_se(gaps)
+    return mean, se, len(gaps)
 
 
 def mean_curve(results: list[dict], name: str, key: str = "gold") -> tuple[list[int], list[float], list[float]]:
