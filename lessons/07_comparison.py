@@ -695,7 +695,7 @@ assert eval_se ** 2 > 0.4 * between ** 2  # much of the spread between seeds is 
 # | 9 | "detach() on the baseline is mandatory" | supported: a learned value left in the graph ends 0.909 from the true value, detached 0.047 | 02 §7 “A learned baseline must be detached” |
 # | 10 | "Strong initialization: the policy doesn't need a critic to stay stable" | partly: without a critic every method trained stably from both inits; but the critic-based PPO still led from the strong init (resolved), by less than from the weak one | 07 §9 “The Ahmadian ordering in miniature: exact scores, many seeds” |
 # | 11 | Memory: REINFORCE ~1× the model, PPO ~2× | partly: the PPO/REINFORCE ratio is 1.8× when every parameter trains (1.5× with 2 blocks, above 2× with LoRA); REINFORCE itself holds ~6× the model, not 1× | 07 §7 “The seed's table, measured” |
-# | 12 | Compute: REINFORCE fast, PPO slow | supported: in the stored run PPO took 5.96 s a step, 1.9× the slowest other method (vanilla PG, 3.22 s) and 2.8× RLOO k=4 (2-core AMD EPYC Zen 3); this lesson prints its own times without asserting them (they depend on the machine and its load) | 07 §4 “The comparison”; 07 §7 “The seed's table, measured” |
+# | 12 | Compute: REINFORCE fast, PPO slow | supported: in the stored run PPO took 5.96 s a step, 1.8× the slowest other method (vanilla PG, 3.22 s) and 2.8× RLOO k=4 (2-core AMD EPYC Zen 3); this lesson prints its own times without asserting them (they depend on the machine and its load) | 07 §4 “The comparison”; 07 §7 “The seed's table, measured” |
 # | 13 | Bias: REINFORCE unbiased, PPO biased (value function) | partly: the REINFORCE estimator is unbiased (01), but the seed's own code is biased (two faults, 04 §6); PPO's bias is argued, not measured | 01 §5 “Unbiased: the mean of many estimates is $\nabla_\theta J$”; 04 §6 “The seed's faults, corrected — and measured”; 07 §7 “The seed's table, measured” |
 # | 14 | RLOO/REINFORCE outperform PPO from a strong init (RLOO k=4 > k=2 > REINFORCE + baseline > vanilla > PPO) | refuted on the toy: PPO first from both inits, all strong-init pairs resolved, 2 of the paper's 4 pairs agree; on the LLM not resolved at 3 seeds (PPO above vanilla PG when paired) | 07 §9 “The Ahmadian ordering in miniature: exact scores, many seeds”; 07 §5 “Against Ahmadian et al. (2024)”; 07 §10 “How many seeds would the LLM comparison need?” |
 
@@ -813,7 +813,7 @@ exercises.check_ppo_clip_loss(ppo_clip_loss, hidden=True)
 # **Model answer.** RLOO's baseline costs $k \ge 2$ samples per prompt and nothing else; it is unbiased and
 # per-prompt, but one number per completion (no credit inside the sequence). The critic costs a second model
 # (memory for its weights, gradients and optimiser state; a forward and backward pass per step: this lesson
-# measured PPO's memory above every other method, and its time per step at 1.9× the slowest other method in the stored run) and it is biased
+# measured PPO's memory above every other method, and its time per step at 1.8× the slowest other method in the stored run) and it is biased
 # while it is still wrong. It pays when its per-token values carry information the group cannot: long
 # completions with intermediate signal (per-token KL or dense rewards), where a per-token baseline cuts the
 # variance of credit assignment (lesson 03); when sampling is so expensive that $k = 1$ per prompt; or when the
