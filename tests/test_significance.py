@@ -48,3 +48,15 @@ def test_mean_se_along_uses_n_minus_1_and_keeps_dtype():
 def test_mean_se_along_bad_input_is_named(x, dim, err, match):
     with pytest.raises(err, match=match):
         mean_se_along(x, dim)
+
+
+def test_mean_se_takes_a_1d_tensor_as_it_takes_a_list():
+    x = torch.randn(12, generator=torch.Generator().manual_seed(2))  # float32: read as float64 values
+    assert mean_se(x) == mean_se([float(v) for v in x.double()])
+    m, se = mean_se(x)  # against torch's own float64 mean and sd (n − 1)
+    assert m == pytest.approx(float(x.double().mean()), rel=1e-12)
+    assert se == pytest.approx(float(x.double().std() / math.sqrt(12)), rel=1e-12)
+    with pytest.raises(ValueError, match="1-D"):
+        mean_se(torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="at least 2"):
+        mean_se(torch.zeros(1))

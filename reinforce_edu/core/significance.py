@@ -60,6 +60,10 @@ class PairedDifference:
 
 
 def _check_scores(x: object, name: str) -> list[float]:
+    if isinstance(x, Tensor):
+        if x.dim() != 1:
+            raise ValueError(f"{name} must be 1-D (one value per seed), got shape {tuple(x.shape)}")
+        x = x.double().tolist()
     if isinstance(x, (str, bytes)) or not isinstance(x, Sequence):
         raise TypeError(f"{name} must be a sequence of numbers (one per seed), got {type(x).__name__}")
     out = [float(v) for v in x]
@@ -70,8 +74,8 @@ def _check_scores(x: object, name: str) -> list[float]:
     return out
 
 
-def mean_se(x: Sequence[float]) -> tuple[float, float]:
-    """(mean, standard error of the mean) of per-seed values (n ≥ 2)."""
+def mean_se(x: Sequence[float] | Tensor) -> tuple[float, float]:
+    """(mean, standard error of the mean) of independent values, e.g. one per seed: a sequence or a 1-D tensor (n ≥ 2)."""
     v = _check_scores(x, "x")
     n = len(v)
     m = sum(v) / n
