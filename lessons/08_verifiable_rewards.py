@@ -299,7 +299,7 @@ assert all(rec["length_wrong"] is None or rec["length_wrong"] <= S["max_new_toke
 for r in runs:
     e = [rec["entropy"] for rec in r["log"]]
     print(f"{r['method']:<9} seed {r['seed']}: entropy per token, step 1 {e[0]:.2f}, last {e[-1]:.2f} nats")
-ref_model = runs[0]["trainer"].ref
+ref_model = runs[0]["trainer"].ref.float()  # fp32 here: a bf16 trainer keeps its linears in bf16
 tok = runs[0]["trainer"].tokenizer
 ro = sample(ref_model, tok, held_prompts[:8], k=2, max_new_tokens=S["max_new_tokens"], seed=3)
 ent = {}

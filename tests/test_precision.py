@@ -126,6 +126,23 @@ def test_auto_on_a_bf16_fast_cpu_computes_in_bf16(tmp_path, monkeypatch, one_thr
                for p in trainer.policy.model.layers.parameters())
 
 
+def test_bf16_models_outside_autocast_are_a_clear_error(tmp_path, monkeypatch, one_thread):
+    """π_ref and the policy of a bf16 trainer mix bf16 and fp32 weights: outside its autocast a clear ValueError
+    (not torch's "expected m1 and m2 to have the same dtype"); under it, sampling and scoring work."""
+    from reinforce_edu.llm.logprobs import completion_logprobs
+    from reinforce_edu.llm.sampling import sample
+    trainer, _ = train_step_dtypes(tmp_path, monkeypatch, FAST_BF16, trainable_blocks=1)
+    for model in (trainer.ref, trainer.policy):
+        with pytest.raises(ValueError, match="bfloat16 and float32.*trainer.autocast"):
+            sample(model, trainer.tokenizer, PROMPTS[:1], k=2, max_new_tokens=3, seed=0)
+        with trainer.autocast():
+            ro = sample(model, trainer.tokenizer, PROMPTS[:1], k=2, max_new_tokens=3, seed=0)
+            logp = completion_logprobs(model, ro.input_ids, ro.attention_mask, ro.prompt_length)
+        assert logp.dtype == torch.float32 and torch.isfinite(logp).all()
+        with pytest.raises(ValueError, match="trainer.autocast"):
+            completion_logprobs(model, ro.input_ids, ro.attention_mask, ro.prompt_length)
+
+
 def test_fp16_scales_the_loss_and_skips_an_overflow(tmp_path, one_thread):
     """fp16: the clipped norm is the true (unscaled) one; an overflowing step changes nothing and halves the scale."""
     model, tok = tiny_llama(seed=0)

@@ -24,6 +24,7 @@ from transformers import PreTrainedModel
 
 from reinforce_edu.core._checks import check_positive_int, check_tensor
 from reinforce_edu.llm.sampling import _cache_keyword, _output_cache, position_ids
+from reinforce_edu.perf.precision import check_autocast
 
 
 def completion_hidden_states(model: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor, prompt_length: int,
@@ -34,6 +35,7 @@ def completion_hidden_states(model: PreTrainedModel, input_ids: Tensor, attentio
     the prompt runs once per group and its key/value cache is repeated k times (differentiable). A sharded
     model (llm.sharding) runs every row whole: FSDP reduces the gradient after one call of its root.
     """
+    check_autocast(model)
     L = input_ids.shape[1]
     base = model.base_model
     pos = position_ids(attention_mask)  # (B, L)

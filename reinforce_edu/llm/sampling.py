@@ -11,15 +11,13 @@ top-k / top-p truncation. That is deliberate: the gradient estimator
 E[(R − b) ∇log π_θ(y)] is unbiased only if y really comes from π_θ. Top-k or top-p sampling
 draws from a *different*, truncated distribution, and a temperature τ ≠ 1 draws from
 softmax(z/τ); the log-probs would then have to be computed from the same truncated or
-rescaled distribution. (transformers' `generate` applies top_k=50 unless told otherwise;
-`sample` runs its own KV-cached loop that applies no logits processor at all unless asked.)
+rescaled distribution. (transformers' `generate` applies top_k=50 unless told otherwise; `sample` applies none.)
 
 Each token is drawn by inverting the CDF of softmax(z/τ): one uniform number per row, u·Σp, and
 the first token whose cumulative probability exceeds it — exact, and on a CPU much cheaper than
 `torch.multinomial`, which draws one exponential number per vocabulary entry (V = 49 152).
 
-Layout: left padding, so every prompt ends at column L − T and completion token t of every
-row sits at column L − T + t; its logits come from column L − T + t − 1.
+Layout: left padding: completion token t of every row sits at column L − T + t (logits from L − T + t − 1).
 
 Shared prompts. The k samples of a prompt share it: rows i·k … i·k + k − 1 hold the same prompt
 tokens. `sample` runs the prompt through the model once per prompt (P rows, not P·k) and copies
@@ -43,6 +41,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from reinforce_edu.core._checks import check_positive_int
 from reinforce_edu.core.credit import completion_mask
+from reinforce_edu.perf.precision import check_autocast
 
 
 @dataclass
@@ -265,6 +264,7 @@ def sample(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: 
     if room is not None and room < 1:
         raise ValueError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in the model's "
                          f"context of {ctx} tokens")
+    check_autocast(model)
     device = next(model.parameters()).device
     input_ids, attention_mask = encode_prompts(tokenizer, prompts, k, chat=chat, max_length=room)
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)

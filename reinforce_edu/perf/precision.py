@@ -175,6 +175,22 @@ def choose_precision(device: torch.device | str, dtype: str = "auto", *, probe: 
     return choice
 
 
+def check_autocast(model: torch.nn.Module, name: str = "model") -> None:
+    """Raise a clear ValueError where `model` stores weights in two float dtypes and no autocast is on.
+
+    A bf16 trainer stores π_ref's frozen linear weights (and a LoRA policy's base weights) in bf16 beside
+    fp32 norms and embeddings: its matmuls then mix dtypes unless they run under the trainer's autocast.
+    """
+    dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    if len(dtypes) < 2:
+        return
+    device = next(model.parameters()).device.type
+    if not torch.is_autocast_enabled(device):
+        names = sorted(str(d).removeprefix("torch.") for d in dtypes)
+        raise ValueError(f"{name} stores its weights in {' and '.join(names)} (a frozen π_ref or LoRA base of a "
+                         f"{names[0]} trainer); run it under the trainer's autocast: `with trainer.autocast(): ...`")
+
+
 def _mps_available() -> bool:
     return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
 
