@@ -9,8 +9,14 @@ the command, commit, device and every run; lesson 08 plots it beside its own run
     python scripts/verifiable_run.py --steps 200 --prompts-per-step 16 --samples-per-prompt 8 \\
         --max-new-tokens 32 --trainable-blocks 0 --learning-rate 1e-5 --eval-prompts 80   # GPU size (not yet run)
 
-    python scripts/verifiable_run.py --seeds 1 2 --steps 10 --eval-prompts 16 --dtype fp32 \\
-        --add-to data/results/verifiable_cpu_amd-epyc-zen3.json     # more seeds into a stored run
+    # lesson 08's stored runs (2-core AMD EPYC Zen 4, fp32: 50 min, then 10 min for each GRPO variant)
+    python scripts/verifiable_run.py --methods grpo dr_grpo dapo rloo --seeds 0 1 2 --steps 40 --eval-prompts 32 \\
+        --dtype fp32 --out data/results/verifiable_40steps_cpu_amd-epyc-zen4.json
+    python scripts/verifiable_run.py --methods grpo --seeds 0 1 2 --steps 40 --eval-prompts 32 --dtype fp32 \\
+        --beta 0.05 --out data/results/verifiable_40steps_beta0.05_cpu_amd-epyc-zen4.json    # and --temperature 0.7
+
+    python scripts/verifiable_run.py --methods grpo --seeds 3 4 --steps 40 --eval-prompts 32 --dtype fp32 \\
+        --add-to data/results/verifiable_40steps_cpu_amd-epyc-zen4.json     # more seeds into a stored run
 
 Output: data/results/verifiable_<device>.json. With --add-to, the new (method, seed) runs join that file's runs
 (its settings must match, seeds aside); each added run carries its own command, commit and device.

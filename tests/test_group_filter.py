@@ -8,7 +8,7 @@ import torch
 
 from reinforce_edu.llm.models import tiny_llama
 from reinforce_edu.llm.trainer import TrainConfig, Trainer
-from reinforce_edu.llm.verifiable_runs import METHODS, RewardRecorder, lengths_by_outcome, method_config
+from reinforce_edu.llm.verifiable_runs import METHODS, RewardRecorder, first_last, lengths_by_outcome, method_config
 
 PROMPTS = ["Say something nice.", "How is the weather?"]
 
@@ -86,3 +86,12 @@ def test_group_filter_is_refused_in_several_processes(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match="group_filter runs in one process"):
         processes(TrainConfig(device="cpu", group_filter="drop_zero_variance"))
+
+
+def test_first_last_skips_steps_without_a_value():
+    log = [{"x": 1.0}, {"x": None}, {"x": 3.0}, {"x": 5.0}, {"x": math.nan}, {"x": 9.0}]
+    assert first_last(log, "x") == (2.0, 7.0)  # (1 + 3) / 2, (5 + 9) / 2
+    assert first_last(log, "x", n=1) == (1.0, 9.0)
+    assert all(math.isnan(v) for v in first_last([{"x": None}] * 3, "x"))
+    with pytest.raises(ValueError, match="fewer than n=3"):
+        first_last(log[:2], "x")

@@ -8,7 +8,7 @@ import torch
 
 from reinforce_edu.core.groups import (expected_zero_variance_fraction, kept_rows, select_rows,
                                        zero_variance_fraction, zero_variance_groups)
-from reinforce_edu.core.passk import pass_at_k, pass_at_k_curve, pass_at_k_per_prompt
+from reinforce_edu.core.passk import pass_at_k, pass_at_k_change, pass_at_k_curve, pass_at_k_per_prompt
 
 
 def brute_force_pass_at_k(correct: list[int], k: int) -> float:
@@ -56,6 +56,30 @@ def test_pass_at_k_bad_input():
         pass_at_k_per_prompt(torch.tensor([[0.5, 1.0]]), 1)
     with pytest.raises(ValueError, match="NaN"):
         pass_at_k_per_prompt(torch.tensor([[float("nan"), 1.0]]), 1)
+
+
+def test_pass_at_k_change_against_a_loop_over_seeds_and_prompts():
+    g = torch.Generator().manual_seed(0)
+    before = (torch.rand(6, 4, generator=g) < 0.3).long()  # (P=6, n=4)
+    after = [(torch.rand(6, 4, generator=g) < p).long() for p in (0.5, 0.6, 0.4)]  # S=3 seeds
+    for k in (1, 3):
+        out = pass_at_k_change(after, before, k)
+        d = [[pass_at_k(4, int(a[i].sum()), k) - pass_at_k(4, int(before[i].sum()), k) for i in range(6)] for a in after]
+        per_seed = [sum(row) / 6 for row in d]
+        per_prompt = [sum(d[s][i] for s in range(3)) / 3 for i in range(6)]
+        sd = lambda xs: math.sqrt(sum((x - sum(xs) / len(xs)) ** 2 for x in xs) / (len(xs) - 1))  # noqa: E731
+        assert out["mean"] == pytest.approx(sum(per_seed) / 3, abs=1e-12)
+        assert out["per_seed"] == pytest.approx(per_seed, abs=1e-12)
+        assert out["per_prompt"] == pytest.approx(per_prompt, abs=1e-12)
+        assert out["se_seeds"] == pytest.approx(sd(per_seed) / math.sqrt(3), abs=1e-12)
+        assert out["se_prompts"] == pytest.approx(sd(per_prompt) / math.sqrt(6), abs=1e-12)
+    assert pass_at_k_change(torch.stack(after), before, 1) == pass_at_k_change(after, before, 1)  # (S, P, n) too
+    one = pass_at_k_change(after[0], before, 1)  # one seed: no spread over seeds to measure
+    assert math.isnan(one["se_seeds"]) and one["per_seed"] == pytest.approx([one["mean"]])
+    with pytest.raises(ValueError, match=r"after\[1\] must be a tensor of the shape of before \(6, 4\)"):
+        pass_at_k_change([after[0], after[1][:5]], before, 1)
+    with pytest.raises(ValueError, match="at least one"):
+        pass_at_k_change([], before, 1)
 
 
 def test_zero_variance_groups_all_pass_and_all_fail_only():

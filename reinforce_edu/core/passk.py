@@ -13,7 +13,10 @@ binomials is computed as a product, stable for any n:
 
     C(n − c, k) / C(n, k) = Π_{i = n−c+1}^{n} (1 − k / i)      (= 0 when n − c < k)
 
-Over P prompts the reported figure is the mean over prompts, with SE = std_i / √P.
+Over P prompts the reported figure is the mean over prompts, with SE = std_i / √P. A change after training,
+over S seeds that share the prompts and the "before" samples (`pass_at_k_change`): d_si = pass@k_si(after) −
+pass@k_i(before), reported as the mean of d, with two standard errors — over prompts (of the seed-averaged
+d̄_i: which tasks happened to be drawn) and over seeds (of the per-seed means d̄_s: how runs differ).
 Taught in notebooks/08_verifiable_rewards.ipynb.
 """
 
@@ -66,3 +69,29 @@ def pass_at_k_curve(correct: Tensor, ks: list[int] | None = None) -> dict[int, t
         v = pass_at_k_per_prompt(correct, k)  # (P,)
         out[k] = (float(v.mean()), float(v.std() / math.sqrt(P)) if P > 1 else float("nan"))
     return out
+
+
+def pass_at_k_change(after: list[Tensor] | Tensor, before: Tensor, k: int) -> dict:
+    """pass@k after minus before, paired over the same prompts, for S runs (seeds) on the same P prompts.
+
+    after: S tensors (P, n) 0/1, or one (S, P, n); before: (P, n) 0/1. Returns {"mean", "se_prompts" (SE over
+    prompts of the seed-averaged differences), "se_seeds" (SE over seeds of the per-seed means; NaN for one
+    seed), "per_seed": [S means], "per_prompt": [P seed-averaged differences]} (the paired input of a comparison
+    between methods or between k's on the same prompts).
+    """
+    runs = list(after) if not isinstance(after, Tensor) or after.ndim == 3 else [after]
+    if not runs:
+        raise ValueError("after must hold at least one (P, n) correctness matrix")
+    base = pass_at_k_per_prompt(before, k)  # (P,)
+    d = []
+    for i, a in enumerate(runs):
+        if not isinstance(a, Tensor) or a.shape != before.shape:
+            raise ValueError(f"after[{i}] must be a tensor of the shape of before {tuple(before.shape)}, "
+                             f"got {tuple(a.shape) if isinstance(a, Tensor) else type(a).__name__}")
+        d.append(pass_at_k_per_prompt(a, k) - base)
+    d = torch.stack(d)  # (S, P)
+    S, P = d.shape
+    per_prompt, per_seed = d.mean(0), d.mean(1)  # (P,), (S,)
+    se = lambda x, n: float(x.std() / math.sqrt(n)) if n > 1 else float("nan")  # noqa: E731
+    return {"mean": float(d.mean()), "se_prompts": se(per_prompt, P), "se_seeds": se(per_seed, S),
+            "per_seed": per_seed.tolist(), "per_prompt": per_prompt.tolist()}

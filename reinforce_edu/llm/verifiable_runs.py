@@ -24,7 +24,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
-from reinforce_edu.core._checks import check_choice
+from reinforce_edu.core._checks import check_choice, check_positive_int
 from reinforce_edu.llm.config import TrainConfig
 from reinforce_edu.llm.trainer import Trainer
 from reinforce_edu.llm.verifiable import correctness_reward
@@ -60,6 +60,19 @@ def lengths_by_outcome(tokenizer, completions: list[str], rewards: list[float]) 
     wrong = [n for n, r in zip(lengths, rewards) if r < 1]
     mean = lambda xs: sum(xs) / len(xs) if xs else math.nan  # noqa: E731
     return mean(right), mean(wrong)
+
+
+def first_last(log: list[dict], key: str, n: int = 3) -> tuple[float, float]:
+    """(mean of `key` over the first n steps of a run's log, over its last n), skipping steps where it is None or
+    NaN (a step with no wrong answer has no wrong-answer length); NaN where none is left."""
+    check_positive_int(n, "n")
+    if len(log) < n:
+        raise ValueError(f"the log has {len(log)} steps, fewer than n={n}")
+
+    def mean(records: list[dict]) -> float:
+        xs = [r[key] for r in records if r.get(key) is not None and not math.isnan(r[key])]
+        return sum(xs) / len(xs) if xs else math.nan
+    return mean(log[:n]), mean(log[-n:])
 
 
 def method_config(method: str, base: TrainConfig, seed: int) -> TrainConfig:
