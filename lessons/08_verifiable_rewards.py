@@ -497,18 +497,18 @@ plt.show()
 # **What the stored run shows** (40 steps, 3 seeds, 32 held-out tasks × 8 answers, the same 2-core CPU settings
 # as the CI run; the tables above):
 # - **RL raises pass@1 in every method, resolved** (asserted: beyond 3 SE over tasks and over seeds): from 0.12 to
-#   about 0.4 (+0.20 to +0.29), with seeds agreeing closely. pass@8 rises too, by less (+0.12 to +0.23, each
+#   0.32–0.41 (+0.20 to +0.29), with seeds agreeing closely. pass@8 rises too, by less (+0.12 to +0.23, each
 #   about 1.5–3 SE). Pass@8 gaining less than pass@1 is the direction of the "sharpening" reading, but the
 #   difference Δpass@8 − Δpass@1 is within 2 SE in every method (asserted): **sharpening is not resolved at
-#   this budget**. Note what 40 steps on 2 trainable blocks did do: pass@8 went up, not down.
+#   this budget**. Nor did RL narrow what the model can answer here: pass@8's change is positive in every method.
 # - **The methods, paired over the same tasks:** GRPO, Dr. GRPO and RLOO end within noise of each other; DAPO
 #   ends lower than each of the three by 0.07–0.09 (2.3–3.1 SE; asserted). We did not isolate why. It skipped
 #   5 of its 120 steps for lack of a group with any variance, and its token mean weighs answers by length; with
 #   3 seeds this is a finding about these settings, not about DAPO at scale (where it resamples to refill the
 #   batch, which this trainer's filter does not).
-# - **Entropy falls in every run** (asserted), roughly halving in 40 steps. A KL leash slows it: with
+# - **Entropy falls in every run** (asserted), by a third to a half in 40 steps. A KL leash slows it: with
 #   $\beta=0.05$ it falls by about a quarter instead of nearly a half, smaller in each of the 3 seeds (paired,
-#   asserted), and the KL to the reference ends about 4× lower — at a price in pass@1 (−0.12 ± 0.03 against
+#   asserted), and the KL to the reference ends about 4.5× lower — at a price in pass@1 (−0.13 ± 0.03 against
 #   $\beta=0$) but none resolved in pass@8. Sampling at $\tau=0.7$ starts from a sharper policy (pass@1 0.23,
 #   pass@8 0.62 at that temperature) and its entropy falls by a fraction within noise of $\tau=1$'s; its
 #   pass@8 does not move (asserted), so training at $\tau=0.7$ bought pass@1 only.
