@@ -148,7 +148,9 @@ print(f"{len(runs)} runs of {S['steps']} steps")
 # ## 3. Where training starts: pass rate and pass@k
 #
 # The start pass rate must be neither 0 (no sample would ever be rewarded: no gradient) nor 1. Pass@1 is
-# estimated from $n=8$ sampled answers (temperature 1) per held-out task, with the SE over tasks.
+# estimated from $n=8$ sampled answers (temperature 1) per held-out task, with the SE over tasks. The four task
+# families (`llm/tasks.py`) were picked for a start between about 10 % and 60 %: 0.12 ± 0.03 over the 32 tasks of
+# the stored run in §8, and the line below over this run's 16.
 # **pass@k** — the chance that at least one of $k$ answers is right — is estimated without bias by drawing
 # the $k$ *without replacement* from the $n$: $1-\binom{n-c}{k}/\binom{n}{k}$ (`core/passk.py`; the
 # plug-in $1-(1-c/n)^k$ underestimates it, Jensen).
@@ -163,7 +165,9 @@ for fam in ("add", "larger", "upper", "repeat"):
     print(f"  {fam:<7} {per_task[rows].mean().item():.2f} ({len(rows)} tasks)")
 curve0 = pass_at_k_curve(before)
 print("pass@k before:", ", ".join(f"k={k}: {m:.2f}±{se:.2f}" for k, (m, se) in curve0.items() if k in (1, 2, 4, 8)))
-assert 0.10 <= p0 <= 0.60  # the task mix is solved sometimes, as training needs
+# the task mix is solved sometimes, as training needs: above 0, and the 10–60 % aimed at within 2 SE (16 tasks:
+# the SE is about 0.04, and bf16 and fp32 machines sample different answers)
+assert p0 > 0 and p0 + 2 * p0_se >= 0.10 and p0 - 2 * p0_se <= 0.60
 assert curve0[8][0] > curve0[1][0] + 2 * curve0[1][1]  # more tries find more answers: pass@8 > pass@1
 
 # %% [markdown]
