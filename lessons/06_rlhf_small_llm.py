@@ -500,7 +500,7 @@ plt.show()
 # **Does a learned value beat a constant?** On the past data its features carry signal: the leave-one-out error
 # of $V$ on the 32 held-out prompts is well below the constant's in the CPU run (1.04 against 1.93, a paired
 # difference of −0.88 ± 0.31 over the prompts: resolved). Asserted is only that a finite ridge strength wins: a
-# machine that samples other answers sees other past rewards (a bf16 run: 1.26 against 1.56, the gap smaller).
+# machine that samples other answers (bf16 instead of fp32) sees other past rewards, and the gap can be smaller.
 # On this batch it gives the lowest variance of the four — 0.99 ± 0.27 against 1.11 ± 0.37 for
 # the running mean fed the same past data, in the CPU run — but the difference is a quarter of a standard
 # error: **not resolved at this budget** (asserted: less than 2 SE at every $c$). One reason is visible in the

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from reinforce_edu.core._checks import check_positive_int, check_tensor
+from reinforce_edu.core.significance import mean_se_along
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -60,14 +61,19 @@ def pass_at_k_per_prompt(correct: Tensor, k: int) -> Tensor:
     return torch.tensor([pass_at_k(n, c, k) for c in counts], dtype=torch.float64)
 
 
+def _se(x: Tensor) -> float:
+    """SE of the mean of a 1-D tensor (core.significance), NaN for a single value."""
+    return float(mean_se_along(x, 0)[1]) if len(x) > 1 else float("nan")
+
+
 def pass_at_k_curve(correct: Tensor, ks: list[int] | None = None) -> dict[int, tuple[float, float]]:
     """{k: (mean over prompts of pass@k, its SE std/√P)} for k in `ks` (default 1 … n). correct: (P, n)."""
     correct = _check_correct(correct)
-    P, n = correct.shape
+    n = correct.shape[1]
     out = {}
     for k in (ks if ks is not None else range(1, n + 1)):
         v = pass_at_k_per_prompt(correct, k)  # (P,)
-        out[k] = (float(v.mean()), float(v.std() / math.sqrt(P)) if P > 1 else float("nan"))
+        out[k] = (float(v.mean()), _se(v))
     return out
 
 
@@ -90,8 +96,6 @@ def pass_at_k_change(after: list[Tensor] | Tensor, before: Tensor, k: int) -> di
                              f"got {tuple(a.shape) if isinstance(a, Tensor) else type(a).__name__}")
         d.append(pass_at_k_per_prompt(a, k) - base)
     d = torch.stack(d)  # (S, P)
-    S, P = d.shape
     per_prompt, per_seed = d.mean(0), d.mean(1)  # (P,), (S,)
-    se = lambda x, n: float(x.std() / math.sqrt(n)) if n > 1 else float("nan")  # noqa: E731
-    return {"mean": float(d.mean()), "se_prompts": se(per_prompt, P), "se_seeds": se(per_seed, S),
+    return {"mean": float(d.mean()), "se_prompts": _se(per_prompt), "se_seeds": _se(per_seed),
             "per_seed": per_seed.tolist(), "per_prompt": per_prompt.tolist()}

@@ -58,8 +58,11 @@ def lengths_by_outcome(tokenizer, completions: list[str], rewards: list[float]) 
     lengths = [len(ids) for ids in tokenizer(completions, add_special_tokens=False)["input_ids"]]
     right = [n for n, r in zip(lengths, rewards) if r >= 1]
     wrong = [n for n, r in zip(lengths, rewards) if r < 1]
-    mean = lambda xs: sum(xs) / len(xs) if xs else math.nan  # noqa: E731
-    return mean(right), mean(wrong)
+    return _mean_or_nan(right), _mean_or_nan(wrong)
+
+
+def _mean_or_nan(xs: list[float]) -> float:
+    return sum(xs) / len(xs) if xs else math.nan
 
 
 def first_last(log: list[dict], key: str, n: int = 3) -> tuple[float, float]:
@@ -68,11 +71,8 @@ def first_last(log: list[dict], key: str, n: int = 3) -> tuple[float, float]:
     check_positive_int(n, "n")
     if len(log) < n:
         raise ValueError(f"the log has {len(log)} steps, fewer than n={n}")
-
-    def mean(records: list[dict]) -> float:
-        xs = [r[key] for r in records if r.get(key) is not None and not math.isnan(r[key])]
-        return sum(xs) / len(xs) if xs else math.nan
-    return mean(log[:n]), mean(log[-n:])
+    values = lambda records: [r[key] for r in records if r.get(key) is not None and not math.isnan(r[key])]  # noqa: E731
+    return _mean_or_nan(values(log[:n])), _mean_or_nan(values(log[-n:]))
 
 
 def method_config(method: str, base: TrainConfig, seed: int) -> TrainConfig:
